@@ -1,0 +1,221 @@
+import { Level } from 'level'
+import type { AbstractSublevel } from 'abstract-level'
+import { Unavailable } from '../errors.js'
+
+export type FsyncPolicy = 'always' | 'interval' | 'never'
+export const FSYNC_POLICIES: readonly FsyncPolicy[] = ['always', 'interval', 'never']
+
+export interface StorageOptions {
+  /** The data directory; LevelDB lives in `<dir>/db`. */
+  dir: string
+  fsync: FsyncPolicy
+  /** With fsync `interval`: at most this many ms between fsyncs while there are unsynced writes. */
+  fsyncIntervalMs?: number
+}
+
+type Db = Level<Buffer, Buffer>
+type Sub = AbstractSublevel<Db, string | Buffer | Uint8Array, Buffer, Buffer>
+
+export interface PutOp { type: 'put', partition: Partition, key: Buffer, value: Buffer }
+export interface DelOp { type: 'del', partition: Partition, key: Buffer }
+export type WriteOp = PutOp | DelOp
+
+export interface RangeOptions {
+  gt?: Buffer
+  gte?: Buffer
+  lt?: Buffer
+  lte?: Buffer
+  reverse?: boolean
+  limit?: number
+}
+
+const BUFFER_ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
+
+/** One engine's part of the database: a LevelDB sublevel with binary keys and values. */
+export class Partition {
+  constructor (readonly name: string, readonly sublevel: Sub) {}
+
+  async get (key: Buffer): Promise<Buffer | undefined> {
+    return await this.sublevel.get(key)
+  }
+
+  async getMany (keys: Buffer[]): Promise<Array<Buffer | undefined>> {
+    return await this.sublevel.getMany(keys)
+  }
+
+  /** Ordered [key, value] pairs in a range; reads a consistent snapshot taken when iteration starts. */
+  async * entries (range: RangeOptions = {}): AsyncGenerator<[Buffer, Buffer]> {
+    const it = this.sublevel.iterator({ ...range, limit: range.limit ?? -1 })
+    try {
+      for (;;) {
+        const batch = await it.nextv(1000)
+        if (batch.length === 0) return
+        for (const entry of batch) yield entry
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  /** Up to `limit` entries of a range, in one call (the hot path for paged reads). */
+  async range (range: RangeOptions & { limit: number }): Promise<Array<[Buffer, Buffer]>> {
+    // all() closes the iterator itself, also on error
+    return await this.sublevel.iterator(range).all()
+  }
+
+  put (key: Buffer, value: Buffer): PutOp {
+    return { type: 'put', partition: this, key, value }
+  }
+
+  del (key: Buffer): DelOp {
+    return { type: 'del', partition: this, key }
+  }
+}
+
+interface PendingWrite { ops: WriteOp[], resolve: () => void, reject: (err: Error) => void }
+
+/**
+ * The one LevelDB handle of a data directory. Writes go through write(): every write requested in the
+ * same tick (and while the previous batch is in flight) goes into ONE LevelDB batch (group commit), and
+ * write() resolves once that batch is durable under the fsync policy:
+ *  - always:   the batch is written with sync (fsync) before anyone is told.
+ *  - interval: the batch is in the OS (survives kill -9); an fsync follows within fsyncIntervalMs
+ *              (power loss can take at most that window, like Redis's appendfsync everysec).
+ *  - never:    the OS decides when to flush (survives kill -9, not power loss).
+ */
+export class Storage {
+  private readonly partitions = new Map<string, Partition>()
+  private pending: PendingWrite[] = []
+  private scheduled = false
+  private inFlight: Promise<void> | null = null
+  private unsynced = false
+  private lastSync = Date.now()
+  private syncTimer: NodeJS.Timeout | null = null
+  private closing = false
+  private readonly meta: Partition
+  private readonly intervalMs: number
+  /** Counters for /metrics: batches written and ops in them. */
+  readonly stats = { batches: 0, ops: 0, syncs: 0 }
+
+  private constructor (private readonly db: Db, readonly options: StorageOptions) {
+    this.intervalMs = options.fsyncIntervalMs ?? 100
+    this.meta = this.partition('_meta')
+    if (options.fsync === 'interval') {
+      this.syncTimer = setInterval(() => { this.syncIfDirty() }, this.intervalMs)
+      this.syncTimer.unref()
+    }
+  }
+
+  static async open (options: StorageOptions): Promise<Storage> {
+    const db: Db = new Level<Buffer, Buffer>(`${options.dir}/db`, BUFFER_ENCODING)
+    try {
+      await db.open({ createIfMissing: true })
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string, message?: string } }).cause
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new Unavailable(`the data directory ${options.dir} is in use by another process (LevelDB lock held); stop it or choose another --data-dir`)
+      }
+      throw new Unavailable(`cannot open the database in ${options.dir}: ${cause?.message ?? (err as Error).message}`)
+    }
+    return new Storage(db, options)
+  }
+
+  /** The partition (sublevel) of one engine; the same name always gives the same partition. */
+  partition (name: string): Partition {
+    let p = this.partitions.get(name)
+    if (p === undefined) {
+      p = new Partition(name, this.db.sublevel<Buffer, Buffer>(name, BUFFER_ENCODING))
+      this.partitions.set(name, p)
+    }
+    return p
+  }
+
+  /** Writes ops atomically (all or none) in the next group commit; resolves when durable under the policy. */
+  write (ops: WriteOp[]): Promise<void> {
+    if (this.closing) return Promise.reject(new Unavailable('storage is closing'))
+    if (ops.length === 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ ops, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  private schedule (): void {
+    if (this.scheduled || this.inFlight !== null) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      this.flushPending()
+    })
+  }
+
+  private flushPending (): void {
+    if (this.pending.length === 0 || this.inFlight !== null) return
+    const group = this.pending
+    this.pending = []
+    const sync = this.options.fsync === 'always' ||
+      (this.options.fsync === 'interval' && Date.now() - this.lastSync >= this.intervalMs)
+    const batch = []
+    for (const w of group) {
+      for (const op of w.ops) {
+        batch.push(op.type === 'put'
+          ? { type: 'put' as const, sublevel: op.partition.sublevel, key: op.key, value: op.value }
+          : { type: 'del' as const, sublevel: op.partition.sublevel, key: op.key })
+      }
+    }
+    this.inFlight = this.db.batch(batch, { sync }).then(() => {
+      this.stats.batches++
+      this.stats.ops += batch.length
+      if (sync) this.markSynced()
+      else this.unsynced = true
+      for (const w of group) w.resolve()
+    }, (err: Error) => {
+      for (const w of group) w.reject(new Unavailable(`write failed: ${err.message}`))
+    }).finally(() => {
+      this.inFlight = null
+      // writes that arrived while this batch was in flight form the next group, at once
+      if (this.pending.length > 0) this.flushPending()
+    })
+  }
+
+  private markSynced (): void {
+    this.unsynced = false
+    this.lastSync = Date.now()
+    this.stats.syncs++
+  }
+
+  /** With fsync `interval`: an fsync (a tiny synced write to the meta partition) when writes are unsynced. */
+  private syncIfDirty (): void {
+    if (!this.unsynced || this.inFlight !== null || this.pending.length > 0) return
+    if (Date.now() - this.lastSync < this.intervalMs) return
+    this.inFlight = this.db.batch([{ type: 'put', sublevel: this.meta.sublevel, key: Buffer.from('sync'), value: Buffer.alloc(0) }], { sync: true })
+      .then(() => { this.markSynced() }, () => { /* retried at the next tick of the timer */ })
+      .finally(() => {
+        this.inFlight = null
+        if (this.pending.length > 0) this.flushPending()
+      })
+  }
+
+  /** Resolves when every write requested so far is written and fsynced. */
+  async flush (): Promise<void> {
+    while (this.inFlight !== null || this.pending.length > 0 || this.scheduled) {
+      if (this.inFlight !== null) await this.inFlight
+      else if (this.pending.length > 0) this.flushPending()
+      else await new Promise(resolve => setImmediate(resolve))
+    }
+    if (this.unsynced) {
+      await this.db.batch([{ type: 'put', sublevel: this.meta.sublevel, key: Buffer.from('sync'), value: Buffer.alloc(0) }], { sync: true })
+      this.markSynced()
+    }
+  }
+
+  get isOpen (): boolean { return this.db.status === 'open' && !this.closing }
+
+  async close (): Promise<void> {
+    if (this.closing) return
+    await this.flush()
+    this.closing = true
+    if (this.syncTimer !== null) clearInterval(this.syncTimer)
+    await this.db.close()
+  }
+}

@@ -1,0 +1,93 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+export interface SseEvent {
+  /** The `id:` line: what a reconnecting client sends back as Last-Event-ID. */
+  id?: string
+  event?: string
+  /** One line of data (JSON); must not contain a newline. */
+  data: string
+}
+
+/**
+ * One Server-Sent Events response. The reply is taken over from fastify; the stream sends a heartbeat
+ * comment every heartbeatMs and runs the onClose callbacks exactly once when the client goes away or
+ * the server ends it, so every subscription behind it can be removed.
+ */
+export class SseStream {
+  private readonly raw: FastifyReply['raw']
+  private heartbeat: NodeJS.Timeout
+  private closeCallbacks: Array<() => void | Promise<void>> = []
+  private ended = false
+  /** Events written so far (for metrics and tests). */
+  sent = 0
+
+  constructor (request: FastifyRequest, reply: FastifyReply, heartbeatMs: number) {
+    reply.hijack()
+    this.raw = reply.raw
+    this.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no'
+    })
+    // an early comment so proxies and EventSource see the stream open at once
+    this.raw.write(': connected\n\n')
+    this.heartbeat = setInterval(() => { this.raw.write(': heartbeat\n\n') }, heartbeatMs)
+    this.heartbeat.unref()
+    request.raw.on('close', () => { this.end() })
+    this.raw.on('error', () => { this.end() })
+  }
+
+  get closed (): boolean { return this.ended }
+
+  /** Registers cleanup; runs at once if the stream has already ended. */
+  onClose (fn: () => void | Promise<void>): void {
+    if (this.ended) void fn()
+    else this.closeCallbacks.push(fn)
+  }
+
+  /** Writes an event; false when the socket buffer is full (wait for drained() before more). */
+  send (event: SseEvent): boolean {
+    if (this.ended) return false
+    let text = ''
+    if (event.id !== undefined) text += `id: ${event.id}\n`
+    if (event.event !== undefined) text += `event: ${event.event}\n`
+    text += `data: ${event.data}\n\n`
+    this.sent++
+    return this.raw.write(text)
+  }
+
+  /** Resolves when the socket can take more, or the stream has ended. */
+  async drained (): Promise<void> {
+    if (this.ended || !this.raw.writableNeedDrain) return
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        this.raw.off('drain', done)
+        this.raw.off('close', done)
+        resolve()
+      }
+      this.raw.on('drain', done)
+      this.raw.on('close', done)
+    })
+  }
+
+  /** Ends the response (server side) and runs the cleanup callbacks. */
+  end (): void {
+    if (this.ended) return
+    this.ended = true
+    clearInterval(this.heartbeat)
+    if (!this.raw.writableEnded) this.raw.end()
+    const callbacks = this.closeCallbacks
+    this.closeCallbacks = []
+    for (const fn of callbacks) void fn()
+  }
+}
+
+/** The id a reconnecting client resumes after: the Last-Event-ID header or the lastEventId query parameter. */
+export function lastEventId (request: FastifyRequest): string | undefined {
+  const header = request.headers['last-event-id']
+  if (typeof header === 'string' && header.length > 0) return header
+  const query = request.query as Record<string, unknown> | undefined
+  const fromQuery = query?.lastEventId
+  return typeof fromQuery === 'string' && fromQuery.length > 0 ? fromQuery : undefined
+}

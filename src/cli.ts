@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { ConfigError, helpText, loadConfig, type Config } from './config.js'
+import { createLogger } from './logger.js'
+import { startBroker } from './server.js'
+import { TetraError } from '../engines/errors.js'
+
+function packageVersion (): string {
+  for (const path of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'tetra' && pkg.version !== undefined) return pkg.version
+    } catch { /* try the next place */ }
+  }
+  return 'unknown'
+}
+
+async function main (): Promise<void> {
+  let config: Config
+  try {
+    const loaded = loadConfig(process.argv.slice(2))
+    if (loaded.help) {
+      process.stdout.write(helpText(packageVersion()) + '\n')
+      return
+    }
+    if (loaded.version) {
+      process.stdout.write(`tetra ${packageVersion()}\n`)
+      return
+    }
+    config = loaded.config
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tetra: invalid configuration: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+
+  const logger = createLogger(config.logLevel)
+  let broker
+  try {
+    broker = await startBroker(config, logger)
+  } catch (err) {
+    const message = err instanceof TetraError ? err.message : (err as Error).message
+    logger.fatal({ err: err instanceof TetraError ? undefined : err }, `cannot start: ${message}`)
+    process.stderr.write(`tetra: cannot start: ${message}\n`)
+    process.exit(1)
+  }
+  const { mqtt, httpAddress } = broker
+  logger.info({
+    event: 'listening',
+    mqtt: `${mqtt.host}:${mqtt.port}`,
+    http: `${httpAddress.host}:${httpAddress.port}`,
+    mqttPort: mqtt.port,
+    httpPort: httpAddress.port,
+    dataDir: config.dataDir,
+    fsync: config.fsync
+  }, `Tetra listening: mqtt://${mqtt.host}:${mqtt.port}, http://${httpAddress.host}:${httpAddress.port} (MQTT over WebSocket at ws://${httpAddress.host}:${httpAddress.port}/mqtt), data in ${config.dataDir}`)
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    const deadline = setTimeout(() => {
+      logger.error(`graceful shutdown took longer than ${config.shutdownTimeoutMs} ms; exiting`)
+      process.exit(1)
+    }, config.shutdownTimeoutMs)
+    deadline.unref()
+    broker.close().then(() => {
+      logger.info('stopped')
+      logger.flush()
+      process.exit(0)
+    }, (err: unknown) => {
+      logger.error({ err }, 'error during shutdown')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+}
+
+void main()

@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs'
+import { FSYNC_POLICIES, type FsyncPolicy } from '../engines/storage/storage.js'
+
+/**
+ * The one configuration schema. Every setting has a flag, an env variable and a key in the JSON config
+ * file; precedence is flags > env > file > defaults. README's configuration table follows this list.
+ */
+export interface Config {
+  host: string
+  mqttPort: number
+  httpPort: number
+  dataDir: string
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  fsync: FsyncPolicy
+  fsyncIntervalMs: number
+  httpBodyLimit: number
+  shutdownTimeoutMs: number
+  sseHeartbeatMs: number
+}
+
+type Kind = 'string' | 'port' | 'int' | 'bytes' | 'enum'
+
+export interface Setting {
+  key: keyof Config
+  flag: string
+  env: string
+  kind: Kind
+  default: string | number
+  allowed?: readonly string[]
+  min?: number
+  description: string
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'host', flag: '--host', env: 'TETRA_HOST', kind: 'string', default: '127.0.0.1', description: 'Address every listener binds to (0.0.0.0 for all interfaces).' },
+  { key: 'mqttPort', flag: '--mqtt-port', env: 'TETRA_MQTT_PORT', kind: 'port', default: 1883, description: 'MQTT over TCP port; 0 picks a free port.' },
+  { key: 'httpPort', flag: '--http-port', env: 'TETRA_HTTP_PORT', kind: 'port', default: 8080, description: 'HTTP port: REST, SSE, the /mqtt WebSocket, /metrics, /docs, the dashboard; 0 picks a free port.' },
+  { key: 'dataDir', flag: '--data-dir', env: 'TETRA_DATA_DIR', kind: 'string', default: './data', description: 'Directory of the LevelDB database (one process per directory).' },
+  { key: 'logLevel', flag: '--log-level', env: 'TETRA_LOG_LEVEL', kind: 'enum', default: 'info', allowed: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'Log level (pino JSON on stdout).' },
+  { key: 'fsync', flag: '--fsync', env: 'TETRA_FSYNC', kind: 'enum', default: 'interval', allowed: FSYNC_POLICIES, description: 'When durable writes reach the disk: always (fsync every batch), interval (at most every --fsync-interval ms), never (OS decides).' },
+  { key: 'fsyncIntervalMs', flag: '--fsync-interval', env: 'TETRA_FSYNC_INTERVAL', kind: 'int', default: 100, min: 1, description: 'With --fsync interval: the longest time in ms between fsyncs while writes are pending.' },
+  { key: 'httpBodyLimit', flag: '--http-body-limit', env: 'TETRA_HTTP_BODY_LIMIT', kind: 'bytes', default: 16 * 1024 * 1024, min: 1024, description: 'Largest HTTP request body accepted (bytes, or e.g. 16mb); larger gets 413.' },
+  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'TETRA_SHUTDOWN_TIMEOUT', kind: 'int', default: 10_000, min: 100, description: 'Longest graceful shutdown in ms before the process exits anyway.' },
+  { key: 'sseHeartbeatMs', flag: '--sse-heartbeat', env: 'TETRA_SSE_HEARTBEAT', kind: 'int', default: 15_000, min: 100, description: 'Interval in ms of the heartbeat comment on every SSE stream.' }
+]
+
+export class ConfigError extends Error {}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 }
+
+/** "512mb", "1.5gb", "1024" -> bytes. */
+export function parseBytes (text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  if (m === null) return undefined
+  const unit = BYTE_UNITS[m[2].toLowerCase()]
+  if (unit === undefined) return undefined
+  return Math.floor(Number(m[1]) * unit)
+}
+
+function convert (setting: Setting, raw: unknown, source: string): string | number {
+  const where = `${setting.flag} (${source})`
+  const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw : undefined
+  if (text === undefined) throw new ConfigError(`${where}: expected a ${setting.kind === 'string' || setting.kind === 'enum' ? 'string' : 'number'}, got ${JSON.stringify(raw)}`)
+  switch (setting.kind) {
+    case 'string':
+      if (text.length === 0) throw new ConfigError(`${where}: must not be empty`)
+      return text
+    case 'enum':
+      if (!(setting.allowed ?? []).includes(text)) throw new ConfigError(`${where}: "${text}" is not allowed; use one of ${(setting.allowed ?? []).join(', ')}`)
+      return text
+    case 'port': {
+      const n = Number(text)
+      if (!/^\d+$/.test(text.trim()) || n > 65535) throw new ConfigError(`${where}: "${text}" is not a port; use an integer from 0 to 65535 (0 = any free port)`)
+      return n
+    }
+    case 'int': {
+      const n = Number(text)
+      if (!/^-?\d+$/.test(text.trim()) || n < (setting.min ?? 0)) throw new ConfigError(`${where}: "${text}" is not allowed; use an integer >= ${setting.min ?? 0}`)
+      return n
+    }
+    case 'bytes': {
+      const n = parseBytes(text)
+      if (n === undefined || n < (setting.min ?? 0)) throw new ConfigError(`${where}: "${text}" is not allowed; use a byte count >= ${setting.min ?? 0} such as 1048576, 512kb, 64mb or 1gb`)
+      return n
+    }
+  }
+}
+
+export interface ParsedArgs { flags: Map<string, string>, help: boolean, version: boolean, configFile?: string }
+
+/** Splits argv into --flag value / --flag=value pairs; unknown flags are an error. */
+export function parseArgs (argv: readonly string[]): ParsedArgs {
+  const known = new Set(SETTINGS.map(s => s.flag))
+  const flags = new Map<string, string>()
+  let help = false
+  let version = false
+  let configFile: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--help' || arg === '-h') { help = true; continue }
+    if (arg === '--version' || arg === '-v') { version = true; continue }
+    const eq = arg.indexOf('=')
+    const flag = eq > 0 ? arg.slice(0, eq) : arg
+    if (flag !== '--config' && !known.has(flag)) throw new ConfigError(`unknown option ${arg}; see tetra --help`)
+    let value: string | undefined
+    if (eq > 0) value = arg.slice(eq + 1)
+    else {
+      value = argv[i + 1]
+      i++
+    }
+    if (value === undefined) throw new ConfigError(`${flag} needs a value; see tetra --help`)
+    if (flag === '--config') configFile = value
+    else flags.set(flag, value)
+  }
+  return { flags, help, version, configFile }
+}
+
+function readConfigFile (path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`--config: cannot read ${path}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`--config: ${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`--config: ${path} must hold a JSON object`)
+  const keys = new Set<string>(SETTINGS.map(s => s.key))
+  for (const k of Object.keys(parsed)) {
+    if (!keys.has(k)) throw new ConfigError(`--config: ${path} has an unknown setting "${k}"; allowed: ${[...keys].join(', ')}`)
+  }
+  return parsed as Record<string, unknown>
+}
+
+/** Resolves the configuration from argv, the environment and an optional JSON file; throws ConfigError. */
+export function loadConfig (argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { config: Config, help: boolean, version: boolean } {
+  const args = parseArgs(argv)
+  const fileName = args.configFile ?? env.TETRA_CONFIG
+  const file = fileName !== undefined ? readConfigFile(fileName) : {}
+  const out: Record<string, string | number> = {}
+  for (const s of SETTINGS) {
+    const fromFlag = args.flags.get(s.flag)
+    const fromEnv = env[s.env]
+    if (fromFlag !== undefined) out[s.key] = convert(s, fromFlag, 'flag')
+    else if (fromEnv !== undefined && fromEnv !== '') out[s.key] = convert(s, fromEnv, `env ${s.env}`)
+    else if (file[s.key] !== undefined) out[s.key] = convert(s, file[s.key], `config file key ${s.key}`)
+    else out[s.key] = s.default
+  }
+  return { config: out as unknown as Config, help: args.help, version: args.version }
+}
+
+export function helpText (version: string): string {
+  const lines = [
+    `tetra ${version}: one broker, four engines (MQTT pub/sub, store, queues, streams)`,
+    '',
+    'Usage: tetra [options]',
+    '',
+    'Options (flag, environment variable, default):'
+  ]
+  for (const s of SETTINGS) {
+    lines.push(`  ${s.flag} <${s.allowed !== undefined ? s.allowed.join('|') : s.kind}>`)
+    lines.push(`      ${s.description}`)
+    lines.push(`      env ${s.env}, default ${String(s.default)}`)
+  }
+  lines.push('  --config <file.json>', '      JSON file with any of the settings above by key (e.g. {"mqttPort": 1884}); env TETRA_CONFIG')
+  lines.push('  --help, --version')
+  return lines.join('\n')
+}

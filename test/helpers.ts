@@ -1,0 +1,136 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { pino } from 'pino'
+import { loadConfig, type Config } from '../src/config.js'
+import { startBroker, type Broker } from '../src/server.js'
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+export function tempDir (prefix = 'tetra-test-'): { dir: string, remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, remove: () => { rmSync(dir, { recursive: true, force: true }) } }
+}
+
+export interface TestBroker extends Broker {
+  config: Config
+  dataDir: string
+  /** http://127.0.0.1:port */
+  url: string
+  mqttUrl: string
+  wsUrl: string
+  /** close() and remove the data directory */
+  stop: () => Promise<void>
+}
+
+/** A broker in this process on ephemeral ports with its own temp data dir. */
+export async function startTestBroker (overrides: Partial<Config> = {}, dataDir?: string): Promise<TestBroker> {
+  const tmp = dataDir === undefined ? tempDir() : undefined
+  const { config: defaults } = loadConfig([], {})
+  const config: Config = { ...defaults, mqttPort: 0, httpPort: 0, logLevel: 'silent', dataDir: dataDir ?? tmp!.dir, ...overrides }
+  const broker = await startBroker(config, pino({ level: config.logLevel }))
+  const url = `http://127.0.0.1:${broker.httpAddress.port}`
+  return Object.assign(broker, {
+    config,
+    dataDir: config.dataDir,
+    url,
+    mqttUrl: `mqtt://127.0.0.1:${broker.mqtt.port}`,
+    wsUrl: `ws://127.0.0.1:${broker.httpAddress.port}/mqtt`,
+    stop: async () => {
+      await broker.close()
+      tmp?.remove()
+    }
+  })
+}
+
+export interface ChildBroker {
+  child: ChildProcess
+  mqttPort: number
+  httpPort: number
+  url: string
+  /** Every line the child printed on stdout so far. */
+  output: string[]
+  /** Resolves with the exit code (or signal name) when the child exits. */
+  exited: Promise<number | string>
+}
+
+/**
+ * The real CLI in a child process (sources run through tsx), for crash and shutdown tests.
+ * Resolves once the child logged its listening line.
+ */
+export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildBroker> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const output: string[] = []
+  const exited = new Promise<number | string>(resolve => {
+    child.on('exit', (code, signal) => { resolve(code ?? signal ?? 'unknown') })
+  })
+  let stderr = ''
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+  const lines = createInterface({ input: child.stdout! })
+  const ports = await new Promise<{ mqttPort: number, httpPort: number }>((resolve, reject) => {
+    lines.on('line', line => {
+      output.push(line)
+      try {
+        const entry = JSON.parse(line) as { event?: string, mqttPort?: number, httpPort?: number }
+        if (entry.event === 'listening') resolve({ mqttPort: entry.mqttPort!, httpPort: entry.httpPort! })
+      } catch { /* not a JSON log line */ }
+    })
+    void exited.then(code => { reject(new Error(`broker exited (${code}) before listening: ${stderr}`)) })
+  })
+  return { child, ...ports, url: `http://127.0.0.1:${ports.httpPort}`, output, exited }
+}
+
+/** Polls a condition (bounded) instead of sleeping for a fixed time. */
+export async function waitFor (condition: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await condition()) return
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+export interface SseEventRecord { id?: string, event?: string, data: string }
+
+/** A minimal SSE client over fetch: collects events, can be closed. */
+export function openSse (url: string, headers: Record<string, string> = {}): { events: SseEventRecord[], opened: Promise<Response>, close: () => void, comments: string[] } {
+  const controller = new AbortController()
+  const events: SseEventRecord[] = []
+  const comments: string[] = []
+  const opened = fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal })
+  void opened.then(async res => {
+    if (res.body === null) return
+    const decoder = new TextDecoder()
+    let buffer = ''
+    try {
+      for await (const chunk of res.body) {
+        buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+        let idx
+        while ((idx = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, idx)
+          buffer = buffer.slice(idx + 2)
+          const ev: SseEventRecord = { data: '' }
+          const data: string[] = []
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) comments.push(line.slice(1).trim())
+            else if (line.startsWith('id: ')) ev.id = line.slice(4)
+            else if (line.startsWith('event: ')) ev.event = line.slice(7)
+            else if (line.startsWith('data: ')) data.push(line.slice(6))
+          }
+          if (data.length > 0) {
+            ev.data = data.join('\n')
+            events.push(ev)
+          }
+        }
+      }
+    } catch { /* aborted */ }
+  }, () => { /* aborted */ })
+  return { events, opened, comments, close: () => { controller.abort() } }
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+    // 2 cores: more workers only fight over them
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } }
+  }
+})
