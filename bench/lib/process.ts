@@ -1,0 +1,80 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/** Peak resident set (VmHWM) of a live process in MB, from /proc. */
+export function peakRssMb (pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const m = /VmHWM:\s+(\d+) kB/.exec(status)
+    return m === null ? undefined : Number(m[1]) / 1024
+  } catch {
+    return undefined
+  }
+}
+
+/** Current resident set (VmRSS) in MB. */
+export function rssMb (pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m === null ? undefined : Number(m[1]) / 1024
+  } catch {
+    return undefined
+  }
+}
+
+export interface RunningBroker {
+  child: ChildProcess
+  pid: number
+  mqttPort: number
+  httpPort: number
+  stop: () => Promise<void>
+}
+
+/**
+ * Starts the built broker (dist/, so `npm run build` first; run.ts does) on ephemeral ports with a fresh
+ * data dir, and waits for its listening line.
+ */
+export async function startTetra (extraArgs: string[] = []): Promise<RunningBroker> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
+  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const ports = await new Promise<{ mqttPort: number, httpPort: number }>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! })
+    rl.on('line', line => {
+      try {
+        const e = JSON.parse(line) as { event?: string, mqttPort?: number, httpPort?: number }
+        if (e.event === 'listening') resolve({ mqttPort: e.mqttPort!, httpPort: e.httpPort! })
+      } catch { /* ignore */ }
+    })
+    child.on('exit', code => { reject(new Error(`tetra exited early (${code})`)) })
+  })
+  return {
+    child,
+    pid: child.pid!,
+    ...ports,
+    stop: async () => {
+      const exited = new Promise(resolve => child.on('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Runs a node script (a load generator) in its own process and returns the JSON it prints last. */
+export async function runNodeScript<T> (script: string, args: string[], options: { tsx?: boolean } = {}): Promise<T> {
+  const child = spawn(process.execPath, [...(options.tsx !== false ? ['--import', 'tsx'] : []), script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+  if (code !== 0) throw new Error(`${script} exited with ${code}`)
+  const lines = out.trim().split('\n')
+  return JSON.parse(lines[lines.length - 1]) as T
+}
