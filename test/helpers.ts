@@ -83,6 +83,13 @@ export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}):
       } catch { /* not a JSON log line */ }
     })
     void exited.then(code => { reject(new Error(`broker exited (${code}) before listening: ${stderr}`)) })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`broker did not log its listening line within 20 s: ${stderr}`))
+    }, 20_000)
+    timer.unref()
+    void exited.finally(() => { clearTimeout(timer) })
+    lines.once('close', () => { clearTimeout(timer) })
   })
   return { child, ...ports, url: `http://127.0.0.1:${ports.httpPort}`, output, exited }
 }

@@ -42,7 +42,7 @@ export interface RunningBroker {
  */
 export async function startTetra (extraArgs: string[] = []): Promise<RunningBroker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const ports = await new Promise<{ mqttPort: number, httpPort: number }>((resolve, reject) => {

@@ -25,12 +25,21 @@ export function decodePayload (payload: unknown, encoding: PayloadEncoding | und
   return Buffer.from(payload, 'base64')
 }
 
+/** Text a person would read: valid UTF-8 without control characters other than tab, newline and CR. */
+function isReadableText (bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]
+    if ((b < 0x20 && b !== 9 && b !== 10 && b !== 13) || b === 0x7f) return false
+  }
+  return isUtf8(bytes)
+}
+
 /**
  * The JSON form of bytes: the JSON value when the bytes are exactly its compact serialisation, else a
- * utf8 string when they are valid UTF-8, else base64. Either way decodePayload gives the same bytes back.
+ * utf8 string when they are readable text, else base64. Either way decodePayload gives the same bytes back.
  */
 export function encodePayload (bytes: Buffer): EncodedPayload {
-  if (bytes.length > 0 && isUtf8(bytes)) {
+  if (bytes.length > 0 && isReadableText(bytes)) {
     const text = bytes.toString('utf8')
     const first = text.charCodeAt(0)
     // only try JSON.parse where it could succeed: { [ " digit - t f n

@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import net from 'node:net'
+import mqtt from 'mqtt'
+import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
+
+let broker: TestBroker
+beforeAll(async () => { broker = await startTestBroker({ httpBodyLimit: 64 * 1024 }) })
+afterAll(async () => { await broker.stop() })
+
+/** Sends raw bytes on a fresh MQTT connection and resolves when the broker closes it. */
+async function sendRaw (bytes: Buffer, end = false): Promise<'closed'> {
+  const socket = net.connect(broker.mqtt.port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  socket.on('error', () => { /* the broker may reset it */ })
+  socket.on('data', () => { /* a CONNACK refusal may arrive before the close */ })
+  const closed = new Promise<'closed'>(resolve => socket.once('close', () => { resolve('closed') }))
+  socket.write(bytes)
+  if (end) socket.end()
+  return await closed
+}
+
+function connectPacket (protocolName: string, level = 4): Buffer {
+  const name = Buffer.from(protocolName)
+  const clientId = Buffer.from('raw')
+  const variable = Buffer.concat([Buffer.from([0, name.length]), name, Buffer.from([level, 0x02, 0, 60]), Buffer.from([0, clientId.length]), clientId])
+  return Buffer.concat([Buffer.from([0x10, variable.length]), variable])
+}
+
+async function ordinaryRoundTrip (): Promise<void> {
+  const sub = await mqtt.connectAsync(broker.mqttUrl, { reconnectPeriod: 0 })
+  const pub = await mqtt.connectAsync(broker.wsUrl, { reconnectPeriod: 0 })
+  const got: string[] = []
+  sub.on('message', (_t, p) => got.push(p.toString()))
+  await sub.subscribeAsync('still/alive', { qos: 1 })
+  await pub.publishAsync('still/alive', 'yes', { qos: 1 })
+  const res = await fetch(`${broker.url}/v1/pubsub/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic":"still/alive","payload":"http","encoding":"utf8"}' })
+  expect(res.status).toBe(200)
+  await waitFor(() => got.length === 2)
+  expect(got.sort()).toEqual(['http', 'yes'])
+  await sub.endAsync()
+  await pub.endAsync()
+}
+
+describe('bad input on the MQTT port closes only that connection', () => {
+  it('survives garbage, truncation, a bad protocol name and an oversized length header', async () => {
+    // an ordinary client connected the whole time must not notice
+    const bystander = await mqtt.connectAsync(broker.mqttUrl, { reconnectPeriod: 0 })
+    let bystanderClosed = false
+    bystander.on('close', () => { bystanderClosed = true })
+
+    expect(await sendRaw(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))).toBe('closed')
+    expect(await sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x13, 0x37]))).toBe('closed')
+    // a CONNECT cut short, then the sender hangs up
+    expect(await sendRaw(connectPacket('MQTT').subarray(0, 7), true)).toBe('closed')
+    expect(await sendRaw(connectPacket('MQXX'))).toBe('closed')
+    expect(await sendRaw(connectPacket('MQTT', 9))).toBe('closed')
+    // remaining length of 300 MB: more than the 4-byte encoding allows
+    expect(await sendRaw(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x80, 0x01]))).toBe('closed')
+    // a PUBLISH before CONNECT
+    expect(await sendRaw(Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x62, 0x63]))).toBe('closed')
+
+    expect(bystanderClosed).toBe(false)
+    await bystander.endAsync()
+    await ordinaryRoundTrip()
+  })
+
+  it('refuses a publish to a wildcard topic from a connected client by closing it', async () => {
+    const bad = await mqtt.connectAsync(broker.mqttUrl, { reconnectPeriod: 0 })
+    const closed = new Promise<void>(resolve => bad.once('close', () => { resolve() }))
+    // MQTT.js validates topics itself, so write the packet under it
+    bad.stream.write(Buffer.from([0x30, 0x05, 0x00, 0x03, 0x61, 0x2f, 0x23]))
+    await closed
+    bad.end(true)
+    await ordinaryRoundTrip()
+  })
+})
+
+describe('bad input on HTTP gets problem+json 4xx', () => {
+  const cases: Array<[string, RequestInit & { path?: string }, number]> = [
+    ['malformed JSON', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic": "a", ' }, 400],
+    ['wrong types', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic": 5, "payload": 1}' }, 400],
+    ['unknown fields', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic": "a", "payload": 1, "extra": true}' }, 400],
+    ['an empty body', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '' }, 400],
+    ['a body over the limit', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: 'a', payload: 'x'.repeat(100 * 1024) }) }, 413],
+    ['an unsupported content type', { method: 'POST', headers: { 'content-type': 'application/xml' }, body: '<a/>' }, 415],
+    ['an unknown route', { method: 'GET', path: '/v1/nothing-here' }, 404],
+    ['a wrong method', { method: 'DELETE' }, 404]
+  ]
+  for (const [why, init, status] of cases) {
+    it(`answers ${status} to ${why}`, async () => {
+      const res = await fetch(`${broker.url}${init.path ?? '/v1/pubsub/publish'}`, init)
+      expect(res.status).toBe(status)
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+      const body = await res.json() as Record<string, unknown>
+      expect(body).toMatchObject({ status, title: expect.any(String), type: expect.any(String), detail: expect.any(String) })
+    })
+  }
+
+  it('still serves ordinary clients afterwards', async () => {
+    await ordinaryRoundTrip()
+  })
+})

@@ -1,0 +1,44 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTestBroker, type TestBroker } from '../helpers.js'
+
+let broker: TestBroker
+beforeAll(async () => { broker = await startTestBroker() })
+afterAll(async () => { await broker.stop() })
+
+describe('operations endpoints', () => {
+  it('/healthz and /readyz answer ok while running', async () => {
+    expect(await (await fetch(`${broker.url}/healthz`)).json()).toEqual({ status: 'ok' })
+    const ready = await fetch(`${broker.url}/readyz`)
+    expect(ready.status).toBe(200)
+    expect(await ready.json()).toEqual({ status: 'ready' })
+  })
+
+  it('/metrics speaks the Prometheus text format with process and broker figures', async () => {
+    await fetch(`${broker.url}/healthz`)
+    const res = await fetch(`${broker.url}/metrics`)
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/)
+    const text = await res.text()
+    for (const name of ['process_resident_memory_bytes', 'tetra_mqtt_connections', 'tetra_messages_in_total', 'tetra_messages_out_total', 'tetra_http_request_duration_seconds_bucket', 'tetra_storage_batches_total']) {
+      expect(text).toContain(name)
+    }
+    expect(text).toMatch(/tetra_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} [1-9]/)
+  })
+
+  it('/openapi.json documents the public routes and /docs serves Swagger UI', async () => {
+    const doc = await (await fetch(`${broker.url}/openapi.json`)).json() as { openapi: string, paths: Record<string, unknown> }
+    expect(doc.openapi).toMatch(/^3\./)
+    for (const path of ['/v1/pubsub/publish', '/v1/pubsub/subscribe', '/v1/pubsub/retained', '/healthz', '/readyz', '/metrics']) {
+      expect(Object.keys(doc.paths)).toContain(path)
+    }
+    const docs = await fetch(`${broker.url}/docs`, { redirect: 'follow' })
+    expect(docs.status).toBe(200)
+    expect(await docs.text()).toMatch(/swagger/i)
+  })
+
+  it('serves the page at /', async () => {
+    const res = await fetch(`${broker.url}/`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/text\/html/)
+    expect(await res.text()).toContain('Tetra')
+  })
+})
