@@ -1,6 +1,9 @@
 import { Storage, type FsyncPolicy } from './storage/storage.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { systemClock, type Clock } from './clock.js'
+import { Store, type EvictionPolicy } from './store/store.js'
+import { StreamEngine } from './stream/streams.js'
+import { QueueEngine } from './queue/engine.js'
 
 /** What the engine core needs to start; src/config.ts's Config provides all of it. */
 export interface EngineOptions {
@@ -9,11 +12,30 @@ export interface EngineOptions {
   fsyncIntervalMs: number
   /** Tests pass a ManualClock; the broker runs on the system clock. */
   clock?: Clock
+  /** Store: memory cap in bytes, 0 = none (default 0). */
+  storeMaxMemory?: number
+  /** Store: what happens at the cap (default lru). */
+  storeEviction?: EvictionPolicy
+  /** Store: largest value in bytes (default 1 MiB). */
+  storeMaxValue?: number
+  /** Store: change events kept for watch resumption (default 10000). */
+  storeWatchBacklog?: number
+  /** Streams: appending to a missing stream creates it (default true). */
+  streamAutocreate?: boolean
+  /** Streams: largest message in bytes (default 1 MiB). */
+  streamMaxMessageBytes?: number
+  /** Streams: default dedup window of new streams in ms (default 120000). */
+  streamDedupWindowMs?: number
+  /** Queues: pushing to a missing queue creates it (default true). */
+  queueAutocreate?: boolean
 }
 
 export interface Engines {
   storage: Storage
   pubsub: PubSub
+  store: Store
+  streams: StreamEngine
+  queues: QueueEngine
   clock: Clock
   /** True once every engine is open and until close() starts. */
   readonly ready: boolean
@@ -31,15 +53,50 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
     await storage.close()
     throw err
   }
+  let streams: StreamEngine
+  try {
+    streams = await StreamEngine.open(storage, pubsub, clock, {
+      ...(options.streamAutocreate !== undefined ? { autocreate: options.streamAutocreate } : {}),
+      ...(options.streamMaxMessageBytes !== undefined ? { maxMessageBytes: options.streamMaxMessageBytes } : {}),
+      ...(options.streamDedupWindowMs !== undefined ? { defaultDedupWindowMs: options.streamDedupWindowMs } : {})
+    })
+  } catch (err) {
+    await pubsub.close()
+    await storage.close()
+    throw err
+  }
+  let queues: QueueEngine
+  try {
+    queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true })
+  } catch (err) {
+    await streams.close()
+    await pubsub.close()
+    await storage.close()
+    throw err
+  }
+  // memory only: nothing to open or load, so it cannot fail here
+  const store = new Store({
+    clock,
+    maxMemory: options.storeMaxMemory ?? 0,
+    eviction: options.storeEviction ?? 'lru',
+    maxValueBytes: options.storeMaxValue ?? 1024 * 1024,
+    watchBacklog: options.storeWatchBacklog ?? 10_000
+  })
   let closing = false
   return {
     storage,
     pubsub,
+    store,
+    streams,
+    queues,
     clock,
     get ready () { return !closing && storage.isOpen },
     async close () {
       if (closing) return
       closing = true
+      store.close()
+      await queues.close()
+      await streams.close()
       await pubsub.close()
       await storage.close()
     }

@@ -1,5 +1,7 @@
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
 import type { Engines } from '../engines/index.js'
+import { registerStreamMetrics } from './stream-metrics.js'
+import { registerQueueMetrics } from './queue-metrics.js'
 
 /**
  * The Prometheus registry of one broker. Engine figures (connections, messages, storage) are read from
@@ -15,6 +17,8 @@ export class Metrics {
     const registry = this.registry
     collectDefaultMetrics({ register: registry })
     const { pubsub, storage } = engines
+    registerStreamMetrics(registry, engines.streams)
+    registerQueueMetrics(registry, engines.queues)
     this.httpDuration = new Histogram({
       name: 'tetra_http_request_duration_seconds',
       help: 'HTTP request duration by route',
@@ -71,5 +75,12 @@ export class Metrics {
       registers: [registry],
       collect () { this.reset(); this.inc(storage.stats.syncs) }
     })
+    const store = engines.store
+    new Gauge({ name: 'tetra_store_keys', help: 'Keys in the store (expired keys not yet swept included)', registers: [registry], collect () { this.set(store.stats.keys) } })
+    new Gauge({ name: 'tetra_store_bytes', help: 'Bytes accounted against --store-max-memory (keys, values, per-key overhead)', registers: [registry], collect () { this.set(store.stats.bytes) } })
+    new Counter({ name: 'tetra_store_hits_total', help: 'Store reads that found a live key', registers: [registry], collect () { this.reset(); this.inc(store.stats.hits) } })
+    new Counter({ name: 'tetra_store_misses_total', help: 'Store reads of a missing or expired key', registers: [registry], collect () { this.reset(); this.inc(store.stats.misses) } })
+    new Counter({ name: 'tetra_store_evictions_total', help: 'Keys evicted at the store memory cap (LRU)', registers: [registry], collect () { this.reset(); this.inc(store.stats.evictions) } })
+    new Counter({ name: 'tetra_store_expirations_total', help: 'Keys removed because their TTL ran out (on read or by the sweep)', registers: [registry], collect () { this.reset(); this.inc(store.stats.expirations) } })
   }
 }

@@ -16,16 +16,24 @@ export interface Config {
   httpBodyLimit: number
   shutdownTimeoutMs: number
   sseHeartbeatMs: number
+  storeMaxMemory: number
+  storeEviction: 'lru' | 'none'
+  storeMaxValue: number
+  storeWatchBacklog: number
+  streamAutocreate: boolean
+  streamMaxMessageBytes: number
+  streamDedupWindowMs: number
+  queueAutocreate: boolean
 }
 
-type Kind = 'string' | 'port' | 'int' | 'bytes' | 'enum'
+type Kind = 'string' | 'port' | 'int' | 'bytes' | 'enum' | 'bool'
 
 export interface Setting {
   key: keyof Config
   flag: string
   env: string
   kind: Kind
-  default: string | number
+  default: string | number | boolean
   allowed?: readonly string[]
   min?: number
   description: string
@@ -41,7 +49,15 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'fsyncIntervalMs', flag: '--fsync-interval', env: 'TETRA_FSYNC_INTERVAL', kind: 'int', default: 100, min: 1, description: 'With --fsync interval: the longest time in ms between fsyncs while writes are pending.' },
   { key: 'httpBodyLimit', flag: '--http-body-limit', env: 'TETRA_HTTP_BODY_LIMIT', kind: 'bytes', default: 16 * 1024 * 1024, min: 1024, description: 'Largest HTTP request body accepted (bytes, or e.g. 16mb); larger gets 413.' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'TETRA_SHUTDOWN_TIMEOUT', kind: 'int', default: 10_000, min: 100, description: 'Longest graceful shutdown in ms before the process exits anyway.' },
-  { key: 'sseHeartbeatMs', flag: '--sse-heartbeat', env: 'TETRA_SSE_HEARTBEAT', kind: 'int', default: 15_000, min: 100, description: 'Interval in ms of the heartbeat comment on every SSE stream.' }
+  { key: 'sseHeartbeatMs', flag: '--sse-heartbeat', env: 'TETRA_SSE_HEARTBEAT', kind: 'int', default: 15_000, min: 100, description: 'Interval in ms of the heartbeat comment on every SSE stream.' },
+  { key: 'storeMaxMemory', flag: '--store-max-memory', env: 'TETRA_STORE_MAX_MEMORY', kind: 'bytes', default: 0, min: 0, description: 'Cap on the store\'s memory (bytes, or e.g. 512mb; keys + values + about 80 bytes per key); 0 = no cap.' },
+  { key: 'storeEviction', flag: '--store-eviction', env: 'TETRA_STORE_EVICTION', kind: 'enum', default: 'lru', allowed: ['lru', 'none'], description: 'At the store memory cap: lru evicts the least recently used keys; none refuses writes with 507.' },
+  { key: 'storeMaxValue', flag: '--store-max-value', env: 'TETRA_STORE_MAX_VALUE', kind: 'bytes', default: 1024 * 1024, min: 1, description: 'Largest store value (bytes, or e.g. 1mb); larger gets 413.' },
+  { key: 'storeWatchBacklog', flag: '--store-watch-backlog', env: 'TETRA_STORE_WATCH_BACKLOG', kind: 'int', default: 10_000, min: 1, description: 'Store change events kept so a watcher that reconnects with Last-Event-ID misses nothing.' },
+  { key: 'streamAutocreate', flag: '--stream-autocreate', env: 'TETRA_STREAM_AUTOCREATE', kind: 'bool', default: true, description: 'Appending to a stream that does not exist creates it (false: 404 until it is created with PUT).' },
+  { key: 'streamMaxMessageBytes', flag: '--stream-max-message-size', env: 'TETRA_STREAM_MAX_MESSAGE_SIZE', kind: 'bytes', default: 1024 * 1024, min: 1, description: 'Largest stream message (payload + key + headers); larger gets 413 (captured ones are dropped and counted).' },
+  { key: 'streamDedupWindowMs', flag: '--stream-dedup-window', env: 'TETRA_STREAM_DEDUP_WINDOW', kind: 'int', default: 120_000, min: 0, description: 'Default dedup window in ms of new streams: a dedupId seen within it returns the original offset.' },
+  { key: 'queueAutocreate', flag: '--queue-autocreate', env: 'TETRA_QUEUE_AUTOCREATE', kind: 'bool', default: true, description: 'Pushing to a queue that does not exist creates it with default settings (false: 404 until it is created with PUT).' }
 ]
 
 export class ConfigError extends Error {}
@@ -57,8 +73,9 @@ export function parseBytes (text: string): number | undefined {
   return Math.floor(Number(m[1]) * unit)
 }
 
-function convert (setting: Setting, raw: unknown, source: string): string | number {
+function convert (setting: Setting, raw: unknown, source: string): string | number | boolean {
   const where = `${setting.flag} (${source})`
+  if (setting.kind === 'bool' && typeof raw === 'boolean') return raw
   const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw : undefined
   if (text === undefined) throw new ConfigError(`${where}: expected a ${setting.kind === 'string' || setting.kind === 'enum' ? 'string' : 'number'}, got ${JSON.stringify(raw)}`)
   switch (setting.kind) {
@@ -78,6 +95,10 @@ function convert (setting: Setting, raw: unknown, source: string): string | numb
       if (!/^-?\d+$/.test(text.trim()) || n < (setting.min ?? 0)) throw new ConfigError(`${where}: "${text}" is not allowed; use an integer >= ${setting.min ?? 0}`)
       return n
     }
+    case 'bool':
+      if (/^(true|1|yes|on)$/i.test(text.trim())) return true
+      if (/^(false|0|no|off)$/i.test(text.trim())) return false
+      throw new ConfigError(`${where}: "${text}" is not allowed; use true or false`)
     case 'bytes': {
       const n = parseBytes(text)
       if (n === undefined || n < (setting.min ?? 0)) throw new ConfigError(`${where}: "${text}" is not allowed; use a byte count >= ${setting.min ?? 0} such as 1048576, 512kb, 64mb or 1gb`)
@@ -141,7 +162,7 @@ export function loadConfig (argv: readonly string[], env: NodeJS.ProcessEnv = pr
   const args = parseArgs(argv)
   const fileName = args.configFile ?? env.TETRA_CONFIG
   const file = fileName !== undefined ? readConfigFile(fileName) : {}
-  const out: Record<string, string | number> = {}
+  const out: Record<string, string | number | boolean> = {}
   for (const s of SETTINGS) {
     const fromFlag = args.flags.get(s.flag)
     const fromEnv = env[s.env]

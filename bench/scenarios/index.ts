@@ -1,5 +1,13 @@
 import type { Scenario } from '../lib/types.js'
+import { mqttScenarios } from './mqtt.js'
+import { queueScenarios } from './queue.js'
+import { storeScenarios } from './store.js'
+import { streamScenarios } from './stream.js'
 
 /** Every benchmark scenario, in the order the table shows them. Each engine adds its own module here. */
 export const scenarios: Scenario[] = [
+  ...mqttScenarios,
+  ...queueScenarios,
+  ...storeScenarios,
+  ...streamScenarios,
 ]

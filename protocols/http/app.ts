@@ -10,6 +10,9 @@ import { validatorCompiler } from './validation.js'
 import { registerMqttWebSocket, selectMqttSubprotocol } from '../mqtt/websocket.js'
 import { registerOpsRoutes } from './routes/ops.js'
 import { registerPubSubRoutes } from './routes/pubsub.js'
+import { registerStoreRoutes } from './routes/store.js'
+import { registerQueueRoutes } from './routes/queues.js'
+import { registerStreamRoutes } from './routes/streams.js'
 import { registerWebRoutes } from './routes/web.js'
 
 export interface HttpOptions {
@@ -60,6 +63,9 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   registerOpsRoutes(app, ctx)
   registerPubSubRoutes(app, ctx)
   // engine routes: each engine's module registers its own prefix
+  registerQueueRoutes(app, ctx)
+  registerStoreRoutes(app, ctx)
+  registerStreamRoutes(app, ctx)
   registerWebRoutes(app)
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())

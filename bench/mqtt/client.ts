@@ -1,0 +1,145 @@
+import net from 'node:net'
+import { once } from 'node:events'
+import type { Duplex } from 'node:stream'
+import mqttPacket, { type Packet } from 'mqtt-packet'
+import WebSocket, { createWebSocketStream } from 'ws'
+
+/** Where a load generator connects: a TCP MQTT port or an MQTT-over-WebSocket URL. */
+export type Endpoint = { kind: 'tcp', host: string, port: number } | { kind: 'ws', url: string }
+
+const HANDSHAKE_TIMEOUT_MS = 10_000
+
+/** Encodes a PUBLISH once; load generators write (copies of) these bytes, never re-encode per message. */
+export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2 = 0, messageId?: number): Buffer {
+  return mqttPacket.generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) })
+}
+
+/**
+ * Where the bytes after the topic start in an encoded PUBLISH: the message id for QoS 1/2, the payload
+ * for QoS 0. A template encoded once can so be stamped with an id and a sequence number without running
+ * the encoder again.
+ */
+export function afterTopicOffset (encoded: Buffer, topic: string): number {
+  let i = 1
+  while ((encoded[i] & 0x80) !== 0) i++ // remaining-length varint
+  return i + 1 + 2 + Buffer.byteLength(topic)
+}
+
+/** An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) template; the id goes in bytes 2..3. */
+export function encodeAck (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp'): Buffer {
+  return mqttPacket.generate({ cmd, messageId: 1 })
+}
+
+/** A copy of a 4-byte ack template carrying `messageId`. */
+export function stampAck (template: Buffer, messageId: number): Buffer {
+  const b = Buffer.allocUnsafe(template.length)
+  template.copy(b)
+  b.writeUInt16BE(messageId, 2)
+  return b
+}
+
+/**
+ * A minimal MQTT 3.1.1 client over a raw TCP socket or a WebSocket stream: packets are written as
+ * pre-encoded bytes and parsed with mqtt-packet's parser. It honours backpressure: `write` returns
+ * false when the stream buffer is full and `drained()` waits for it.
+ */
+export class RawClient {
+  /** Called for every packet that is not a handshake reply (CONNACK/SUBACK). */
+  onPacket: (packet: Packet) => void = () => {}
+  private readonly parser = mqttPacket.parser({ protocolVersion: 4 })
+  private handshake: { cmd: 'connack' | 'suback', resolve: (p: Packet) => void, reject: (e: Error) => void } | undefined
+  private closed = false
+
+  private constructor (readonly stream: Duplex) {
+    this.parser.on('packet', (packet: Packet) => {
+      const h = this.handshake
+      if (h !== undefined && packet.cmd === h.cmd) {
+        this.handshake = undefined
+        h.resolve(packet)
+        return
+      }
+      this.onPacket(packet)
+    })
+    this.parser.on('error', (err: Error) => { this.fail(err) })
+    stream.on('data', (chunk: Buffer) => {
+      // acks written while parsing one chunk leave in one writev instead of one syscall each
+      stream.cork()
+      this.parser.parse(chunk)
+      process.nextTick(() => { stream.uncork() })
+    })
+    stream.on('error', (err: Error) => { this.fail(err) })
+    stream.on('close', () => {
+      this.closed = true
+      this.fail(new Error('connection closed'))
+    })
+  }
+
+  private fail (err: Error): void {
+    const h = this.handshake
+    this.handshake = undefined
+    h?.reject(err)
+  }
+
+  get isClosed (): boolean { return this.closed }
+
+  /** Opens the connection and completes CONNECT/CONNACK. */
+  static async connect (endpoint: Endpoint, clientId: string): Promise<RawClient> {
+    let stream: Duplex
+    if (endpoint.kind === 'tcp') {
+      const socket = net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true })
+      await once(socket, 'connect')
+      stream = socket
+    } else {
+      const ws = new WebSocket(endpoint.url, 'mqtt', { perMessageDeflate: false })
+      await once(ws, 'open')
+      stream = createWebSocketStream(ws)
+    }
+    const client = new RawClient(stream)
+    const connack = await client.exchange('connack', mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 0 }))
+    if (connack.cmd !== 'connack' || (connack.returnCode ?? 0) !== 0) throw new Error(`${clientId}: connection refused`)
+    return client
+  }
+
+  /** Subscribes to one filter and waits for the SUBACK; a refused subscription throws. */
+  async subscribe (filter: string, qos: 0 | 1 | 2): Promise<void> {
+    const suback = await this.exchange('suback', mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
+    if (suback.cmd !== 'suback' || suback.granted.some(g => typeof g === 'number' && g >= 0x80)) throw new Error(`subscription to ${filter} refused`)
+  }
+
+  private async exchange (cmd: 'connack' | 'suback', request: Buffer): Promise<Packet> {
+    const reply = new Promise<Packet>((resolve, reject) => { this.handshake = { cmd, resolve, reject } })
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`no ${cmd} within ${HANDSHAKE_TIMEOUT_MS} ms`)) }, HANDSHAKE_TIMEOUT_MS)
+    })
+    this.stream.write(request)
+    try {
+      return await Promise.race([reply, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Writes bytes; false means the buffer is full and the caller must await `drained()`. */
+  write (bytes: Buffer): boolean {
+    return this.stream.write(bytes)
+  }
+
+  /** Resolves on 'drain', or when the connection closes (the caller then sees `isClosed`). */
+  async drained (): Promise<void> {
+    if (this.closed) return
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        this.stream.off('drain', done)
+        this.stream.off('close', done)
+        resolve()
+      }
+      this.stream.on('drain', done)
+      this.stream.on('close', done)
+    })
+  }
+
+  close (): void {
+    if (!this.closed) this.stream.destroy()
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * In-process Store load, run in its own process so its RSS is the store's: loads N keys of 64-byte values,
+ * reads its RSS, then times get and set (overwrites) of keys picked at random among them. Prints one
+ * JSON line.
+ * Usage: engine-load.js <keys> <seconds per phase> [maxMemoryBytes]
+ */
+import { systemClock } from '../../engines/clock.js'
+import { Store } from '../../engines/store/store.js'
+import { peakRssMb, rssMb } from '../lib/process.js'
+
+const keys = Number(process.argv[2] ?? 1_000_000)
+const seconds = Number(process.argv[3] ?? 2)
+const maxMemory = Number(process.argv[4] ?? 0)
+
+const store = new Store({ clock: systemClock, maxMemory, eviction: 'lru', maxValueBytes: 1024 * 1024, watchBacklog: 10_000 })
+const keyName = (i: number): string => `key:${String(i).padStart(8, '0')}`
+const value = Buffer.alloc(64, 'v')
+const loadStart = performance.now()
+for (let i = 0; i < keys; i++) store.set(keyName(i), value)
+const loadMs = performance.now() - loadStart
+// the store's own footprint, before the timed phases build their key pool
+const residentRss = rssMb(process.pid) ?? 0
+
+/**
+ * 65536 key strings picked at random among the resident keys and made beforehand, so the timed loops
+ * measure the store rather than string building, without holding a second copy of every key.
+ */
+const pool: string[] = new Array<string>(1 << 16)
+for (let i = 0; i < pool.length; i++) pool[i] = keyName(Math.floor(Math.random() * keys))
+
+function timed (op: (key: string) => void): number {
+  let ops = 0
+  const start = performance.now()
+  const end = start + seconds * 1000
+  let now = start
+  while (now < end) {
+    for (let i = 0; i < 8192; i++) op(pool[(ops + i) & (pool.length - 1)])
+    ops += 8192
+    now = performance.now()
+  }
+  return ops / ((now - start) / 1000)
+}
+
+let found = 0
+const getRate = timed(key => { if (store.get(key) !== undefined) found++ })
+const setRate = timed(key => { store.set(key, value) })
+const result = {
+  keys: store.size,
+  loadMs,
+  getRate,
+  setRate,
+  found,
+  residentRssMb: residentRss,
+  peakRssMb: peakRssMb(process.pid) ?? 0,
+  accountedBytes: store.stats.bytes
+}
+process.stdout.write(JSON.stringify(result) + '\n')

@@ -1,0 +1,1063 @@
+import type { Clock } from '../clock.js'
+import type { Partition, Storage, WriteOp } from '../storage/storage.js'
+import type { BusMessage, PubSub } from '../pubsub/pubsub.js'
+import { prefixEnd } from '../storage/keys.js'
+import { InvalidArgument, NotFound, TooLarge, Unavailable } from '../errors.js'
+import {
+  CATALOG, DATA, catalogName, KIND_BODY, KIND_COUNTERS, KIND_DEAD, KIND_DEDUP, KIND_STATE, MAX_SEQ, Status,
+  catalogKey, dataPrefix, decodeBody, decodeCounters, decodeDedup, decodeState, dedupKey, encodeBody,
+  encodeCounters, encodeDedup, encodeState, idOfKey, kindPrefix, messageId, messageKey, parseMessageId,
+  parseReceipt, rankOfKey, receiptOf, type MessageState, type ParsedReceipt, type QueueCounters
+} from './codec.js'
+import { DEFAULT_SETTINGS, LIMITS, applySettings, backoffDelay, validateQueueName, type QueueSettings, type SettingsPatch } from './settings.js'
+import { QueueState, type DeliveryHistory, type Lease, type Waiter } from './state.js'
+
+export interface QueueEngineOptions {
+  storage: Storage
+  pubsub: PubSub
+  clock: Clock
+  /** Whether pushing to a queue that does not exist creates it with default settings. */
+  autocreate: boolean
+  /** Called when a background write (lease expiry, capture) fails; the broker logs it. */
+  onError?: (err: unknown, what: string) => void
+}
+
+export interface PushMessage {
+  payload: Buffer
+  /** 0..255, higher first; default 0. */
+  priority?: number
+  /** Not ready before this many ms. */
+  delayMs?: number
+  /** A second push with the same dedupId inside the queue's dedup window gets the first one's id. */
+  dedupId?: string
+  headers?: Record<string, string>
+  /** The MQTT topic of a captured publish. */
+  topic?: string
+}
+
+export interface ReceiveOptions {
+  /** Most messages to return (1..1000, default 1). */
+  max?: number
+  /** Long-poll: wait up to this many ms (<= 20 s) for a first message when none is ready. */
+  waitMs?: number
+  /** Lease length for these deliveries; default the queue's visibility timeout. */
+  visibilityMs?: number
+  /** Aborting (client gone) removes a waiting receiver and puts back messages not yet handed out. */
+  signal?: AbortSignal
+}
+
+export interface Delivery {
+  id: string
+  receipt: string
+  payload: Buffer
+  headers: Record<string, string>
+  topic?: string
+  priority: number
+  deliveries: number
+  enqueuedAt: number
+  firstDeliveredAt: number
+  leaseExpiresAt: number
+}
+
+export type ReceiptStatus = 'acked' | 'ready' | 'delayed' | 'dead' | 'extended' | 'stale' | 'not_found'
+
+export interface ReceiptResult {
+  receipt: string
+  id: string
+  status: ReceiptStatus
+  /** extended: the new lease end; delayed: when the message is ready again. */
+  at?: number
+}
+
+export interface QueueStats {
+  ready: number
+  leased: number
+  delayed: number
+  dead: number
+  pushed: number
+  acked: number
+  deadLettered: number
+  expired: number
+  /** Long-polling receivers waiting right now. */
+  waiting: number
+}
+
+export interface QueueInfo {
+  name: string
+  createdAt: number
+  settings: QueueSettings
+  stats: QueueStats
+}
+
+export interface DeadLetter {
+  id: string
+  payload: Buffer
+  headers: Record<string, string>
+  topic?: string
+  priority: number
+  deliveries: number
+  enqueuedAt: number
+  firstDeliveredAt: number
+  deadAt: number
+  reason: string
+  lastError?: string
+}
+
+interface StoredQueue { qid: number, createdAt: number, settings: QueueSettings }
+
+const PAGE = 1000
+const DELETE_CHUNK = 10_000
+/** Timers further out than this are re-armed when they fire (setTimeout's limit is 2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 30
+
+/**
+ * Durable job queues on LevelDB. The in-memory index (ready heaps per priority, delayed heap, leases,
+ * dedup ids) is rebuilt from LevelDB at open; every state change a client is told about is written with
+ * storage.write() before the call resolves. Time comes only from the Clock, so leases, delays, back-off,
+ * dedup windows and retention can be driven by a ManualClock.
+ */
+export class QueueEngine {
+  private readonly queues = new Map<string, QueueState>()
+  private readonly creating = new Map<string, Promise<QueueState>>()
+  private readonly partition: Partition
+  private readonly storage: Storage
+  private readonly pubsub: PubSub
+  private readonly clock: Clock
+  private nextQid = 1
+  /** Lease tokens: unique per delivery in this process; a random start keeps them apart across restarts. */
+  private nextToken = Math.floor(Math.random() * 2 ** 40)
+  private closed = false
+  private readonly scratch: number[] = [0, 0, 0, 0]
+  /** Captured publishes that could not be pushed (too large, queue gone, storage error). */
+  captureDropped = 0
+  autocreate: boolean
+
+  private constructor (private readonly options: QueueEngineOptions) {
+    this.storage = options.storage
+    this.pubsub = options.pubsub
+    this.clock = options.clock
+    this.autocreate = options.autocreate
+    this.partition = options.storage.partition('queue')
+  }
+
+  static async open (options: QueueEngineOptions): Promise<QueueEngine> {
+    const engine = new QueueEngine(options)
+    await engine.load()
+    return engine
+  }
+
+  // ---- queues -------------------------------------------------------------------------------------
+
+  list (): QueueInfo[] {
+    return [...this.queues.values()].sort((a, b) => a.name < b.name ? -1 : 1).map(q => this.describe(q))
+  }
+
+  info (name: string): QueueInfo {
+    return this.describe(this.mustGet(name))
+  }
+
+  has (name: string): boolean { return this.queues.has(name) }
+
+  /** Creates the queue or changes the settings the patch names. */
+  async put (name: string, patch: SettingsPatch = {}): Promise<{ created: boolean, info: QueueInfo }> {
+    validateQueueName(name)
+    this.checkOpen()
+    const pending = this.creating.get(name)
+    if (pending !== undefined) await pending
+    const q = this.queues.get(name)
+    if (q === undefined) {
+      const created = await this.create(name, patch)
+      return { created: true, info: this.describe(created) }
+    }
+    const next = applySettings(q.settings, patch)
+    const before = q.settings
+    await this.storage.write([this.partition.put(catalogKey(name), this.catalogRecord(q, next))])
+    if (q.deleted) throw new NotFound(`queue "${name}" was deleted`)
+    q.settings = next
+    if (before.capture.join('\n') !== next.capture.join('\n')) await this.subscribeCapture(q)
+    this.schedule(q)
+    return { created: false, info: this.describe(q) }
+  }
+
+  /** Removes the queue and everything in it. */
+  async delete (name: string): Promise<void> {
+    const q = this.mustGet(name)
+    q.deleted = true
+    this.queues.delete(name)
+    this.stopQueue(q)
+    await this.storage.write([this.partition.del(catalogKey(name))])
+    if (q.unsubscribeCapture !== undefined) await q.unsubscribeCapture()
+    await this.deleteData(q.qid)
+  }
+
+  // ---- push ---------------------------------------------------------------------------------------
+
+  /** Pushes messages; resolves with their ids once they are durable (a duplicate gets the original id). */
+  async push (name: string, messages: PushMessage[]): Promise<string[]> {
+    validateQueueName(name)
+    this.checkOpen()
+    if (messages.length === 0 || messages.length > LIMITS.maxBatch) throw new InvalidArgument(`push 1 to ${LIMITS.maxBatch} messages at a time`)
+    let q = this.queues.get(name)
+    if (q === undefined) {
+      const pending = this.creating.get(name)
+      if (pending !== undefined) q = await pending
+      else if (this.autocreate) q = await this.create(name, {})
+      else throw new NotFound(`queue "${name}" does not exist (and creating queues on push is off)`)
+    }
+    return await this.pushTo(q, messages)
+  }
+
+  private async pushTo (q: QueueState, messages: PushMessage[]): Promise<string[]> {
+    for (const [i, m] of messages.entries()) this.validateMessage(q, m, messages.length > 1 ? `messages[${i}]` : 'message')
+    const now = this.clock.now()
+    const ops: WriteOp[] = []
+    this.pruneDedup(q, now, ops)
+    const ids: string[] = []
+    const waitFor: Array<Promise<void>> = []
+    const added: Array<{ priority: number, seq: number, due: number, body: Buffer }> = []
+    const newDedup: string[] = []
+    let markDurable: () => void = () => {}
+    let markFailed: () => void = () => {}
+    const durable = new Promise<void>((resolve, reject) => { markDurable = resolve; markFailed = reject })
+    durable.catch(() => { /* the pusher gets the error; duplicates waiting on it see it too */ })
+    for (const m of messages) {
+      if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
+        const seen = q.dedup.get(m.dedupId)
+        if (seen !== undefined && seen.expiresAt > now) {
+          ids.push(seen.id)
+          waitFor.push(seen.durable)
+          continue
+        }
+      }
+      if (q.counters.nextSeq > MAX_SEQ) throw new Unavailable(`queue "${q.name}" has used up its message sequence numbers`)
+      const seq = q.counters.nextSeq++
+      const priority = m.priority ?? 0
+      const delay = m.delayMs ?? 0
+      const due = delay > 0 ? now + delay : 0
+      const id = messageId(priority, seq)
+      ids.push(id)
+      const body = encodeBody({ enqueuedAt: now, topic: m.topic, headers: m.headers, dedupId: m.dedupId, payload: m.payload })
+      added.push({ priority, seq, due, body })
+      ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, priority, seq), body))
+      ops.push(this.stateOp(q, priority, seq, {
+        status: due > 0 ? Status.Delayed : Status.Ready, deliveries: 0, enqueuedAt: now, firstDeliveredAt: 0, at: due, token: 0
+      }))
+      if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
+        const expiresAt = now + q.settings.dedupWindowMs
+        // delete + set keeps the map in expiry order (an expired entry of the same id may still be in it)
+        q.dedup.delete(m.dedupId)
+        q.dedup.set(m.dedupId, { id, expiresAt, durable })
+        newDedup.push(m.dedupId)
+        ops.push(this.partition.put(dedupKey(q.qid, m.dedupId), encodeDedup(id, expiresAt)))
+      }
+    }
+    q.counters.pushed += added.length
+    if (added.length > 0) ops.push(this.countersOp(q))
+    const written = this.storage.write(ops)
+    // visible at once (see QueueState.pendingBodies): a waiting receiver's lease joins this write's batch
+    for (const a of added) {
+      q.pendingBodies.set(a.seq, a.body)
+      if (a.due > 0) q.addDelayed(a.due, a.priority, a.seq, now)
+      else q.addReady(a.priority, a.seq, now)
+    }
+    this.dispatch(q)
+    this.schedule(q)
+    try {
+      await written
+      markDurable()
+    } catch (err) {
+      markFailed()
+      for (const d of newDedup) q.dedup.delete(d)
+      for (const a of added) q.lost.add(a.seq)
+      q.counters.pushed -= added.length
+      throw err
+    } finally {
+      for (const a of added) q.pendingBodies.delete(a.seq)
+    }
+    if (waitFor.length > 0) await Promise.all(waitFor)
+    if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
+    return ids
+  }
+
+  private validateMessage (q: QueueState, m: PushMessage, where: string): void {
+    if (!Buffer.isBuffer(m.payload)) throw new InvalidArgument(`${where}: payload is required`)
+    if (m.payload.length > q.settings.maxMessageBytes) {
+      throw new TooLarge(`${where}: payload is ${m.payload.length} bytes; queue "${q.name}" takes at most ${q.settings.maxMessageBytes} (maxMessageBytes)`, { maxMessageBytes: q.settings.maxMessageBytes })
+    }
+    if (m.priority !== undefined && (!Number.isInteger(m.priority) || m.priority < 0 || m.priority > 255)) {
+      throw new InvalidArgument(`${where}: priority must be an integer from 0 to 255`)
+    }
+    if (m.delayMs !== undefined && (typeof m.delayMs !== 'number' || !Number.isFinite(m.delayMs) || m.delayMs < 0 || m.delayMs > LIMITS.maxDelayMs)) {
+      throw new InvalidArgument(`${where}: delay must be a number of seconds from 0 to ${LIMITS.maxDelayMs / 1000}`)
+    }
+    if (m.dedupId !== undefined && (typeof m.dedupId !== 'string' || m.dedupId.length === 0 || Buffer.byteLength(m.dedupId) > LIMITS.maxDedupIdBytes)) {
+      throw new InvalidArgument(`${where}: dedupId must be a string of 1 to ${LIMITS.maxDedupIdBytes} bytes`)
+    }
+    if (m.headers !== undefined) {
+      if (m.headers === null || typeof m.headers !== 'object' || Array.isArray(m.headers)) throw new InvalidArgument(`${where}: headers must be an object of strings`)
+      const entries = Object.entries(m.headers)
+      if (entries.length > LIMITS.maxHeaders) throw new InvalidArgument(`${where}: at most ${LIMITS.maxHeaders} headers`)
+      let bytes = 0
+      for (const [k, v] of entries) {
+        if (typeof v !== 'string') throw new InvalidArgument(`${where}: header "${k}" must be a string`)
+        bytes += Buffer.byteLength(k) + Buffer.byteLength(v)
+      }
+      if (bytes > LIMITS.maxHeaderBytes) throw new InvalidArgument(`${where}: headers take more than ${LIMITS.maxHeaderBytes} bytes`)
+    }
+  }
+
+  /** Forgets dedup ids whose window has passed (the map is in expiry order). */
+  private pruneDedup (q: QueueState, now: number, ops: WriteOp[]): void {
+    for (const [dedupId, entry] of q.dedup) {
+      if (entry.expiresAt > now) break
+      q.dedup.delete(dedupId)
+      ops.push(this.partition.del(dedupKey(q.qid, dedupId)))
+    }
+  }
+
+  // ---- receive ------------------------------------------------------------------------------------
+
+  /** Leases up to max messages; with waitMs, waits (long-poll) until one is ready or the time is up. */
+  async receive (name: string, options: ReceiveOptions = {}): Promise<Delivery[]> {
+    const q = this.mustGet(name)
+    const max = options.max ?? 1
+    if (!Number.isInteger(max) || max < 1 || max > LIMITS.maxBatch) throw new InvalidArgument(`max must be an integer from 1 to ${LIMITS.maxBatch}`)
+    const waitMs = options.waitMs ?? 0
+    if (typeof waitMs !== 'number' || !(waitMs >= 0 && waitMs <= LIMITS.maxWaitMs)) throw new InvalidArgument(`wait must be from 0 to ${LIMITS.maxWaitMs / 1000} seconds`)
+    const visibilityMs = options.visibilityMs ?? q.settings.visibilityTimeoutMs
+    if (typeof visibilityMs !== 'number' || !(visibilityMs >= 1 && visibilityMs <= LIMITS.maxVisibilityTimeoutMs)) {
+      throw new InvalidArgument(`visibilityTimeout must be from 0.001 to ${LIMITS.maxVisibilityTimeoutMs / 1000} seconds`)
+    }
+    const signal = options.signal
+    const now = this.clock.now()
+    this.processDue(q, now)
+    if (q.readyCount > 0 || waitMs === 0 || signal?.aborted === true) {
+      const leases = this.take(q, max, visibilityMs, now)
+      this.schedule(q)
+      return await this.deliver(q, leases, signal)
+    }
+    return await new Promise<Delivery[]>((resolve, reject) => {
+      const finish = (): void => {
+        timer.cancel()
+        signal?.removeEventListener('abort', leave)
+      }
+      const waiter: Waiter = {
+        max,
+        visibilityMs,
+        serve: leases => {
+          finish()
+          this.deliver(q, leases, signal).then(resolve, reject)
+        }
+      }
+      function leave (): void {
+        const i = q.waiters.indexOf(waiter)
+        if (i >= 0) q.waiters.splice(i, 1)
+        finish()
+        resolve([])
+      }
+      const timer = this.clock.setTimer(leave, waitMs)
+      signal?.addEventListener('abort', leave, { once: true })
+      q.waiters.push(waiter)
+    })
+  }
+
+  /** Moves up to max ready messages into leases (in memory; deliver() makes them durable). */
+  private take (q: QueueState, max: number, visibilityMs: number, now: number): Lease[] {
+    const out: Lease[] = []
+    const ops: WriteOp[] = []
+    const row = this.scratch
+    const cutoff = q.settings.retentionMs === null ? -Infinity : now - q.settings.retentionMs
+    while (out.length < max) {
+      const priority = q.takeReady(row)
+      if (priority < 0) break
+      const seq = row[0]
+      const enqueuedAt = row[1]
+      if (q.lost.size > 0 && q.lost.delete(seq)) continue
+      if (enqueuedAt <= cutoff) {
+        this.expire(q, priority, seq, ops)
+        continue
+      }
+      const history = q.history.get(seq)
+      if (history !== undefined) q.history.delete(seq)
+      // a message that came back without a consumer's verdict (restart) or whose queue lowered maxDeliveries
+      if (history !== undefined && history.deliveries >= q.settings.maxDeliveries) {
+        this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached`, now, ops)
+        continue
+      }
+      const lease: Lease = {
+        seq,
+        priority,
+        token: this.nextToken++,
+        until: now + visibilityMs,
+        deliveries: (history?.deliveries ?? 0) + 1,
+        firstDeliveredAt: history !== undefined && history.firstDeliveredAt > 0 ? history.firstDeliveredAt : now,
+        enqueuedAt,
+        lastError: history?.lastError,
+        previous: history,
+        heapIndex: -1
+      }
+      q.addLease(lease)
+      out.push(lease)
+    }
+    this.background(q, ops)
+    return out
+  }
+
+  /** Reads the bodies of fresh leases, writes the lease (delivery count included), then hands them out. */
+  private async deliver (q: QueueState, leases: Lease[], signal: AbortSignal | undefined): Promise<Delivery[]> {
+    if (leases.length === 0) return []
+    // bodies of pushes still being written come from memory; the rest from LevelDB (none: no await, so
+    // the lease write joins the push's batch)
+    const bodies: Array<Buffer | undefined> = leases.map(l => q.pendingBodies.get(l.seq))
+    const missing: number[] = []
+    for (let i = 0; i < bodies.length; i++) if (bodies[i] === undefined) missing.push(i)
+    if (missing.length > 0) {
+      const read = await this.partition.getMany(missing.map(i => messageKey(q.qid, KIND_BODY, leases[i].priority, leases[i].seq)))
+      missing.forEach((i, k) => { bodies[i] = read[k] })
+    }
+    if (signal?.aborted === true || q.deleted || this.closed) {
+      this.release(q, leases)
+      if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
+      return []
+    }
+    const ops: WriteOp[] = []
+    const out: Delivery[] = []
+    for (let i = 0; i < leases.length; i++) {
+      const l = leases[i]
+      const raw = bodies[i]
+      // the lease ended while the body was read (a very short visibility timeout): not handed out
+      if (q.leases.get(l.seq) !== l) continue
+      if (raw === undefined) {
+        q.removeLease(l)
+        continue
+      }
+      const body = decodeBody(raw)
+      ops.push(this.stateOp(q, l.priority, l.seq, {
+        status: Status.Leased, deliveries: l.deliveries, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.firstDeliveredAt, at: l.until, token: l.token, lastError: l.lastError
+      }))
+      out.push({
+        id: messageId(l.priority, l.seq),
+        receipt: receiptOf(l.priority, l.seq, l.token),
+        payload: body.payload,
+        headers: body.headers ?? {},
+        topic: body.topic,
+        priority: l.priority,
+        deliveries: l.deliveries,
+        enqueuedAt: l.enqueuedAt,
+        firstDeliveredAt: l.firstDeliveredAt,
+        leaseExpiresAt: l.until
+      })
+    }
+    await this.storage.write(ops)
+    return out
+  }
+
+  /** Puts leases that were never handed out back to ready, as they were. */
+  private release (q: QueueState, leases: Lease[]): void {
+    if (q.deleted) return
+    for (const l of leases) {
+      if (q.leases.get(l.seq) !== l) continue
+      q.removeLease(l)
+      if (l.previous !== undefined) q.history.set(l.seq, l.previous)
+      q.addReady(l.priority, l.seq, l.enqueuedAt)
+    }
+    this.dispatch(q)
+    this.schedule(q)
+  }
+
+  /** Hands ready messages to waiting receivers, oldest waiter first, sharing a burst among them. */
+  private dispatch (q: QueueState): void {
+    if (q.waiters.length === 0 || q.readyCount === 0) return
+    const now = this.clock.now()
+    while (q.waiters.length > 0 && q.readyCount > 0) {
+      const share = Math.ceil(q.readyCount / q.waiters.length)
+      const waiter = q.waiters.shift() as Waiter
+      const leases = this.take(q, Math.min(waiter.max, share), waiter.visibilityMs, now)
+      if (leases.length === 0) {
+        q.waiters.unshift(waiter)
+        break
+      }
+      waiter.serve(leases)
+    }
+    this.schedule(q)
+  }
+
+  // ---- ack, nack, extend --------------------------------------------------------------------------
+
+  async ack (name: string, receipts: string[]): Promise<ReceiptResult[]> {
+    const q = this.mustGet(name)
+    const parsed = this.parseReceipts(receipts)
+    this.processDue(q, this.clock.now())
+    const ops: WriteOp[] = []
+    const results: ReceiptResult[] = new Array(parsed.length)
+    const failed: number[] = []
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]
+      const lease = this.currentLease(q, p)
+      if (lease === undefined) {
+        failed.push(i)
+        continue
+      }
+      q.removeLease(lease)
+      ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, p.priority, p.seq)), this.partition.del(messageKey(q.qid, KIND_STATE, p.priority, p.seq)))
+      q.counters.acked++
+      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'acked' }
+    }
+    if (ops.length > 0) {
+      ops.push(this.countersOp(q))
+      await this.storage.write(ops)
+    }
+    await this.explainFailures(q, receipts, parsed, failed, results)
+    return results
+  }
+
+  async nack (name: string, receipts: string[], options: { delayMs?: number, dead?: boolean, reason?: string } = {}): Promise<ReceiptResult[]> {
+    const q = this.mustGet(name)
+    const parsed = this.parseReceipts(receipts)
+    const { delayMs, dead, reason } = options
+    if (delayMs !== undefined && (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > LIMITS.maxDelayMs)) {
+      throw new InvalidArgument(`delay must be a number of seconds from 0 to ${LIMITS.maxDelayMs / 1000}`)
+    }
+    const now = this.clock.now()
+    this.processDue(q, now)
+    const ops: WriteOp[] = []
+    const results: ReceiptResult[] = new Array(parsed.length)
+    const failed: number[] = []
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]
+      const lease = this.currentLease(q, p)
+      if (lease === undefined) {
+        failed.push(i)
+        continue
+      }
+      q.removeLease(lease)
+      const outcome = this.afterDelivery(q, lease, now, ops, { delayMs, dead: dead === true, reason, cause: 'nacked' })
+      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), ...outcome }
+    }
+    if (ops.length > 0) {
+      ops.push(this.countersOp(q))
+      const durable = this.storage.write(ops)
+      this.dispatch(q)
+      this.schedule(q)
+      await durable
+    }
+    await this.explainFailures(q, receipts, parsed, failed, results)
+    return results
+  }
+
+  async extend (name: string, receipts: string[], visibilityMs: number): Promise<ReceiptResult[]> {
+    const q = this.mustGet(name)
+    const parsed = this.parseReceipts(receipts)
+    if (typeof visibilityMs !== 'number' || !(visibilityMs >= 1 && visibilityMs <= LIMITS.maxVisibilityTimeoutMs)) {
+      throw new InvalidArgument(`visibilityTimeout must be from 0.001 to ${LIMITS.maxVisibilityTimeoutMs / 1000} seconds`)
+    }
+    const now = this.clock.now()
+    this.processDue(q, now)
+    const ops: WriteOp[] = []
+    const results: ReceiptResult[] = new Array(parsed.length)
+    const failed: number[] = []
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]
+      const lease = this.currentLease(q, p)
+      if (lease === undefined) {
+        failed.push(i)
+        continue
+      }
+      lease.until = now + visibilityMs
+      q.leaseHeap.update(lease)
+      ops.push(this.stateOp(q, p.priority, p.seq, {
+        status: Status.Leased, deliveries: lease.deliveries, enqueuedAt: lease.enqueuedAt, firstDeliveredAt: lease.firstDeliveredAt, at: lease.until, token: lease.token, lastError: lease.lastError
+      }))
+      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'extended', at: lease.until }
+    }
+    if (ops.length > 0) await this.storage.write(ops)
+    this.schedule(q)
+    await this.explainFailures(q, receipts, parsed, failed, results)
+    return results
+  }
+
+  private parseReceipts (receipts: string[]): ParsedReceipt[] {
+    if (!Array.isArray(receipts) || receipts.length === 0 || receipts.length > LIMITS.maxBatch) {
+      throw new InvalidArgument(`receipts must be a list of 1 to ${LIMITS.maxBatch} receipts`)
+    }
+    return receipts.map(r => parseReceipt(r))
+  }
+
+  private currentLease (q: QueueState, p: ParsedReceipt): Lease | undefined {
+    const lease = q.leases.get(p.seq)
+    return lease !== undefined && lease.token === p.token && lease.priority === p.priority ? lease : undefined
+  }
+
+  /**
+   * A receipt that matches no current lease is stale when its message still exists (or was handled by
+   * another receipt of the same request), else not_found.
+   */
+  private async explainFailures (q: QueueState, receipts: string[], parsed: ParsedReceipt[], failed: number[], results: ReceiptResult[]): Promise<void> {
+    if (failed.length === 0) return
+    const handled = new Set<number>()
+    for (const r of results) if (r !== undefined) handled.add(parseMessageId(r.id)?.seq ?? -1)
+    const states = await this.partition.getMany(failed.map(i => messageKey(q.qid, KIND_STATE, parsed[i].priority, parsed[i].seq)))
+    failed.forEach((i, k) => {
+      const exists = states[k] !== undefined || handled.has(parsed[i].seq)
+      results[i] = { receipt: receipts[i], id: messageId(parsed[i].priority, parsed[i].seq), status: exists ? 'stale' : 'not_found' }
+    })
+  }
+
+  /**
+   * What happens to a message whose delivery failed (nack or expired lease): dead-lettered when asked or
+   * when it used up maxDeliveries, else ready again after the explicit delay or the queue's back-off.
+   */
+  private afterDelivery (q: QueueState, lease: Lease, now: number, ops: WriteOp[], how: { delayMs?: number, dead: boolean, reason?: string, cause: string }): { status: 'ready' | 'delayed' | 'dead', at?: number } {
+    const history: DeliveryHistory = { deliveries: lease.deliveries, firstDeliveredAt: lease.firstDeliveredAt, lastError: how.reason ?? lease.lastError }
+    const { priority, seq, enqueuedAt } = lease
+    if (how.dead) {
+      this.deadLetter(q, priority, seq, enqueuedAt, history, how.reason !== undefined ? `nacked to dead letter: ${how.reason}` : 'nacked to dead letter', now, ops)
+      return { status: 'dead' }
+    }
+    if (lease.deliveries >= q.settings.maxDeliveries) {
+      this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached; last delivery ${how.cause}`, now, ops)
+      return { status: 'dead' }
+    }
+    const delay = how.delayMs ?? backoffDelay(q.settings.backoff, lease.deliveries)
+    q.history.set(seq, history)
+    if (delay > 0) {
+      const due = now + delay
+      q.addDelayed(due, priority, seq, enqueuedAt)
+      ops.push(this.stateOp(q, priority, seq, { status: Status.Delayed, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: due, token: lease.token, lastError: history.lastError }))
+      return { status: 'delayed', at: due }
+    }
+    q.addReady(priority, seq, enqueuedAt)
+    ops.push(this.stateOp(q, priority, seq, { status: Status.Ready, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: 0, token: lease.token, lastError: history.lastError }))
+    return { status: 'ready' }
+  }
+
+  private deadLetter (q: QueueState, priority: number, seq: number, enqueuedAt: number, history: DeliveryHistory, reason: string, now: number, ops: WriteOp[]): void {
+    ops.push(this.stateOp(q, priority, seq, { status: Status.Dead, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: now, token: 0, reason, lastError: history.lastError }))
+    ops.push(this.partition.put(messageKey(q.qid, KIND_DEAD, priority, seq), Buffer.alloc(0)))
+    q.deadCount++
+    q.counters.deadLettered++
+  }
+
+  private expire (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
+    q.history.delete(seq)
+    ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)), this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
+    q.counters.expired++
+  }
+
+  // ---- time -----------------------------------------------------------------------------------------
+
+  /** Applies everything that fell due: delayed -> ready, expired leases, retention. */
+  private processDue (q: QueueState, now: number): void {
+    const ops: WriteOp[] = []
+    const row = this.scratch
+    const cutoff = q.settings.retentionMs === null ? -Infinity : now - q.settings.retentionMs
+    while (q.delayed.size > 0 && (q.delayed.peek(0) as number) <= now) {
+      q.delayed.pop(row)
+      const seq = row[1]
+      const priority = row[2]
+      const enqueuedAt = row[3]
+      // the state on disk still says delayed with a due time in the past: ready after a restart too
+      if (enqueuedAt <= cutoff) this.expire(q, priority, seq, ops)
+      else q.addReady(priority, seq, enqueuedAt)
+    }
+    for (let lease = q.leaseHeap.peek(); lease !== undefined && lease.until <= now; lease = q.leaseHeap.peek()) {
+      q.removeLease(lease)
+      this.afterDelivery(q, lease, now, ops, { dead: false, cause: 'lease expired' })
+    }
+    if (q.settings.retentionMs !== null && q.readyCount > 0) {
+      for (let p = q.topPriority; p >= 0; p--) {
+        const heap = q.ready[p]
+        if (heap === undefined) continue
+        while (heap.size > 0 && (heap.peek(1) as number) <= cutoff) {
+          heap.pop(row)
+          q.readyCount--
+          this.expire(q, p, row[0], ops)
+        }
+      }
+    }
+    this.background(q, ops)
+  }
+
+  /** Arms the queue's one timer for its next due time (delayed message, lease end, retention). */
+  private schedule (q: QueueState): void {
+    if (q.deleted || this.closed) return
+    let next = Infinity
+    const delayedDue = q.delayed.peek(0)
+    if (delayedDue !== undefined) next = delayedDue
+    const lease = q.leaseHeap.peek()
+    if (lease !== undefined && lease.until < next) next = lease.until
+    if (q.settings.retentionMs !== null && q.readyCount > 0) {
+      for (let p = q.topPriority; p >= 0; p--) {
+        const oldest = q.oldestReady(p)
+        if (oldest !== undefined && oldest + q.settings.retentionMs < next) next = oldest + q.settings.retentionMs
+      }
+    }
+    if (next === Infinity) {
+      q.timer?.cancel()
+      q.timer = undefined
+      q.timerAt = Infinity
+      return
+    }
+    if (q.timer !== undefined && q.timerAt <= next) return
+    q.timer?.cancel()
+    const now = this.clock.now()
+    const wait = Math.min(Math.max(0, next - now), MAX_TIMER_MS)
+    q.timerAt = now + wait
+    q.timer = this.clock.setTimer(() => {
+      q.timer = undefined
+      q.timerAt = Infinity
+      if (q.deleted || this.closed) return
+      this.processDue(q, this.clock.now())
+      this.dispatch(q)
+      this.schedule(q)
+    }, wait)
+  }
+
+  // ---- dead letters and purge ---------------------------------------------------------------------
+
+  async listDead (name: string, options: { limit?: number, cursor?: string } = {}): Promise<{ messages: DeadLetter[], cursor: string | null }> {
+    const q = this.mustGet(name)
+    const limit = options.limit ?? 100
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.maxBatch) throw new InvalidArgument(`limit must be an integer from 1 to ${LIMITS.maxBatch}`)
+    const prefix = kindPrefix(q.qid, KIND_DEAD)
+    let after: Buffer | undefined
+    if (options.cursor !== undefined && options.cursor !== '') {
+      const at = parseMessageId(options.cursor)
+      if (at === undefined) throw new InvalidArgument(`cursor "${options.cursor.slice(0, 100)}" is not valid; pass the cursor of the previous page`)
+      after = messageKey(q.qid, KIND_DEAD, at.priority, at.seq)
+    }
+    const rows = await this.partition.range(after === undefined ? { gte: prefix, lt: prefixEnd(prefix), limit } : { gt: after, lt: prefixEnd(prefix), limit })
+    const ranks = rows.map(([k]) => rankOfKey(k))
+    const [bodies, states] = await Promise.all([
+      this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_BODY, r.priority, r.seq))),
+      this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+    ])
+    const messages: DeadLetter[] = []
+    ranks.forEach((r, i) => {
+      const rawBody = bodies[i]
+      const rawState = states[i]
+      if (rawBody === undefined || rawState === undefined) return
+      const body = decodeBody(rawBody)
+      const state = decodeState(rawState)
+      if (state.status !== Status.Dead) return
+      messages.push({
+        id: messageId(r.priority, r.seq),
+        payload: body.payload,
+        headers: body.headers ?? {},
+        topic: body.topic,
+        priority: r.priority,
+        deliveries: state.deliveries,
+        enqueuedAt: state.enqueuedAt,
+        firstDeliveredAt: state.firstDeliveredAt,
+        deadAt: state.at,
+        reason: state.reason ?? 'dead-lettered',
+        lastError: state.lastError
+      })
+    })
+    return { messages, cursor: rows.length === limit ? idOfKey(rows[rows.length - 1][0]) : null }
+  }
+
+  /** Moves dead letters back to ready with their delivery count reset: the ids given, or all of them. */
+  async redrive (name: string, ids?: string[]): Promise<{ redriven: number, notFound: string[] }> {
+    const q = this.mustGet(name)
+    if (ids !== undefined) {
+      if (!Array.isArray(ids) || ids.length > LIMITS.maxBatch) throw new InvalidArgument(`ids must be a list of at most ${LIMITS.maxBatch} message ids`)
+      for (const id of ids) {
+        if (typeof id !== 'string' || parseMessageId(id) === undefined) throw new InvalidArgument(`"${String(id).slice(0, 100)}" is not a message id`)
+      }
+    }
+    return await this.withDeadLock(q, async () => {
+      if (ids !== undefined) {
+        const unique = [...new Set(ids)]
+        const ranks = unique.map(id => parseMessageId(id) as { priority: number, seq: number })
+        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const moving: Array<{ priority: number, seq: number, state: MessageState }> = []
+        const notFound: string[] = []
+        ranks.forEach((r, i) => {
+          const raw = states[i]
+          const state = raw === undefined ? undefined : decodeState(raw)
+          if (state?.status === Status.Dead) moving.push({ ...r, state })
+          else notFound.push(unique[i])
+        })
+        await this.moveBack(q, moving)
+        return { redriven: moving.length, notFound }
+      }
+      const prefix = kindPrefix(q.qid, KIND_DEAD)
+      let redriven = 0
+      // each page is moved (its index entries deleted) before the next is read, so this ends
+      for (;;) {
+        if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
+        const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
+        if (rows.length === 0) break
+        const ranks = rows.map(([k]) => rankOfKey(k))
+        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const moving: Array<{ priority: number, seq: number, state: MessageState }> = []
+        const stray: WriteOp[] = []
+        ranks.forEach((r, i) => {
+          const raw = states[i]
+          const state = raw === undefined ? undefined : decodeState(raw)
+          if (state?.status === Status.Dead) moving.push({ ...r, state })
+          else stray.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
+        })
+        if (stray.length > 0) await this.storage.write(stray)
+        await this.moveBack(q, moving)
+        redriven += moving.length
+      }
+      return { redriven, notFound: [] }
+    })
+  }
+
+  private async moveBack (q: QueueState, moving: Array<{ priority: number, seq: number, state: MessageState }>): Promise<void> {
+    if (moving.length === 0) return
+    const ops: WriteOp[] = []
+    for (const m of moving) {
+      ops.push(this.stateOp(q, m.priority, m.seq, { status: Status.Ready, deliveries: 0, enqueuedAt: m.state.enqueuedAt, firstDeliveredAt: 0, at: 0, token: 0 }))
+      ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, m.priority, m.seq)))
+    }
+    await this.storage.write(ops)
+    if (q.deleted) return
+    for (const m of moving) q.addReady(m.priority, m.seq, m.state.enqueuedAt)
+    q.deadCount -= moving.length
+    this.dispatch(q)
+    this.schedule(q)
+  }
+
+  /** Deletes every dead letter of the queue; resolves with how many. */
+  async purgeDead (name: string): Promise<number> {
+    const q = this.mustGet(name)
+    return await this.withDeadLock(q, async () => {
+      const prefix = kindPrefix(q.qid, KIND_DEAD)
+      let purged = 0
+      for (;;) {
+        if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
+        const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
+        if (rows.length === 0) break
+        const ranks = rows.map(([k]) => rankOfKey(k))
+        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const ops: WriteOp[] = []
+        let dead = 0
+        ranks.forEach((r, i) => {
+          ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
+          const raw = states[i]
+          if (raw !== undefined && decodeState(raw).status === Status.Dead) {
+            dead++
+            ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, r.priority, r.seq)), this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+          }
+        })
+        await this.storage.write(ops)
+        q.deadCount -= dead
+        purged += dead
+      }
+      return purged
+    })
+  }
+
+  /** Deletes every ready and delayed message (leased ones stay with their consumers); resolves with how many. */
+  async purge (name: string): Promise<number> {
+    const q = this.mustGet(name)
+    const removed = q.clearWaiting()
+    for (let i = 0; i < removed.length; i += DELETE_CHUNK / 2) {
+      const ops: WriteOp[] = []
+      for (const [priority, seq] of removed.slice(i, i + DELETE_CHUNK / 2)) {
+        ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)), this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
+      }
+      await this.storage.write(ops)
+    }
+    this.schedule(q)
+    return removed.length
+  }
+
+  private async withDeadLock<T> (q: QueueState, fn: () => Promise<T>): Promise<T> {
+    const run = q.deadLock.then(fn, fn)
+    q.deadLock = run.catch(() => undefined)
+    return await run
+  }
+
+  // ---- capture ------------------------------------------------------------------------------------
+
+  private async subscribeCapture (q: QueueState): Promise<void> {
+    const previous = q.unsubscribeCapture
+    q.unsubscribeCapture = undefined
+    if (previous !== undefined) await previous()
+    if (q.settings.capture.length === 0 || q.deleted) return
+    q.unsubscribeCapture = await this.pubsub.subscribe(q.settings.capture, (m: BusMessage) => { this.capture(q, m) })
+  }
+
+  private capture (q: QueueState, m: BusMessage): void {
+    if (q.deleted || this.closed) return
+    this.pushTo(q, [{ payload: m.payload, topic: m.topic }]).catch(err => {
+      this.captureDropped++
+      this.options.onError?.(err, `capture of ${m.topic} into queue ${q.name}`)
+    })
+  }
+
+  // ---- metrics ------------------------------------------------------------------------------------
+
+  /** Per-queue figures for /metrics (no side effects). */
+  snapshot (): Array<{ name: string, stats: QueueStats }> {
+    return [...this.queues.values()].map(q => ({ name: q.name, stats: this.statsOf(q) }))
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------------
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const q of this.queues.values()) {
+      this.stopQueue(q)
+      if (q.unsubscribeCapture !== undefined) await q.unsubscribeCapture()
+    }
+  }
+
+  private stopQueue (q: QueueState): void {
+    q.timer?.cancel()
+    q.timer = undefined
+    const waiters = q.waiters
+    q.waiters = []
+    for (const w of waiters) w.serve([])
+  }
+
+  private async load (): Promise<void> {
+    const stored: Array<{ name: string, record: StoredQueue }> = []
+    for await (const [key, value] of this.partition.entries({ gte: CATALOG, lt: prefixEnd(CATALOG) })) {
+      const record = JSON.parse(value.toString('utf8')) as StoredQueue
+      stored.push({ name: catalogName(key), record })
+      this.nextQid = Math.max(this.nextQid, record.qid + 1)
+    }
+    const known = new Set(stored.map(s => s.record.qid))
+    // data of queues deleted while a write was in flight (or by a crash mid-delete): removed now
+    let from: Buffer = DATA
+    for (;;) {
+      const [first] = await this.partition.range({ gte: from, lt: prefixEnd(DATA), limit: 1 })
+      if (first === undefined) break
+      const qid = first[0].readUInt32BE(1)
+      this.nextQid = Math.max(this.nextQid, qid + 1)
+      if (!known.has(qid)) await this.deleteData(qid)
+      if (qid === 0xffffffff) break
+      from = dataPrefix(qid + 1)
+    }
+    for (const { name, record } of stored) await this.loadQueue(name, record)
+  }
+
+  private async loadQueue (name: string, record: StoredQueue): Promise<void> {
+    const rawCounters = await this.partition.get(kindPrefix(record.qid, KIND_COUNTERS))
+    const counters: QueueCounters = rawCounters === undefined ? { pushed: 0, acked: 0, deadLettered: 0, expired: 0, nextSeq: 0 } : decodeCounters(rawCounters)
+    const settings = applySettings(DEFAULT_SETTINGS, record.settings)
+    const q = new QueueState(name, record.qid, settings, record.createdAt, counters)
+    let maxSeq = -1
+    const statePrefix = kindPrefix(record.qid, KIND_STATE)
+    for await (const [key, value] of this.partition.entries({ gte: statePrefix, lt: prefixEnd(statePrefix) })) {
+      const { priority, seq } = rankOfKey(key)
+      const s = decodeState(value)
+      if (seq > maxSeq) maxSeq = seq
+      if (s.status === Status.Dead) {
+        q.deadCount++
+        continue
+      }
+      if (s.deliveries > 0) q.history.set(seq, { deliveries: s.deliveries, firstDeliveredAt: s.firstDeliveredAt, lastError: s.lastError })
+      // a lease does not survive a restart: the message is ready again, its delivery count kept
+      if (s.status === Status.Delayed) q.addDelayed(s.at, priority, seq, s.enqueuedAt)
+      else q.addReady(priority, seq, s.enqueuedAt)
+    }
+    counters.nextSeq = Math.max(counters.nextSeq, maxSeq + 1)
+    const now = this.clock.now()
+    const dedupPrefix = kindPrefix(record.qid, KIND_DEDUP)
+    const dedup: Array<{ dedupId: string, id: string, expiresAt: number }> = []
+    const stale: WriteOp[] = []
+    for await (const [key, value] of this.partition.entries({ gte: dedupPrefix, lt: prefixEnd(dedupPrefix) })) {
+      const entry = decodeDedup(key, value)
+      if (entry.expiresAt > now) dedup.push(entry)
+      else stale.push(this.partition.del(key))
+    }
+    dedup.sort((a, b) => a.expiresAt - b.expiresAt)
+    const done = Promise.resolve()
+    for (const d of dedup) q.dedup.set(d.dedupId, { id: d.id, expiresAt: d.expiresAt, durable: done })
+    for (let i = 0; i < stale.length; i += DELETE_CHUNK) await this.storage.write(stale.slice(i, i + DELETE_CHUNK))
+    this.queues.set(name, q)
+    await this.subscribeCapture(q)
+    this.processDue(q, now)
+    this.schedule(q)
+  }
+
+  private async create (name: string, patch: SettingsPatch): Promise<QueueState> {
+    const existing = this.creating.get(name)
+    if (existing !== undefined) return await existing
+    const settings = applySettings(DEFAULT_SETTINGS, patch)
+    const pending = (async () => {
+      const q = new QueueState(name, this.nextQid++, settings, this.clock.now(), { pushed: 0, acked: 0, deadLettered: 0, expired: 0, nextSeq: 0 })
+      await this.storage.write([this.partition.put(catalogKey(name), this.catalogRecord(q, settings)), this.countersOp(q)])
+      this.queues.set(name, q)
+      await this.subscribeCapture(q)
+      return q
+    })()
+    this.creating.set(name, pending)
+    try {
+      return await pending
+    } finally {
+      this.creating.delete(name)
+    }
+  }
+
+  private async deleteData (qid: number): Promise<void> {
+    const prefix = dataPrefix(qid)
+    // every round deletes what it read, so the loop ends once the queue's keys are gone
+    for (;;) {
+      const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: DELETE_CHUNK })
+      if (rows.length === 0) return
+      await this.storage.write(rows.map(([k]) => this.partition.del(k)))
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------------
+
+  private mustGet (name: string): QueueState {
+    validateQueueName(name)
+    this.checkOpen()
+    const q = this.queues.get(name)
+    if (q === undefined) throw new NotFound(`queue "${name}" does not exist`)
+    return q
+  }
+
+  private checkOpen (): void {
+    if (this.closed) throw new Unavailable('the queue engine is shutting down')
+  }
+
+  private describe (q: QueueState): QueueInfo {
+    this.processDue(q, this.clock.now())
+    return { name: q.name, createdAt: q.createdAt, settings: { ...q.settings, capture: [...q.settings.capture] }, stats: this.statsOf(q) }
+  }
+
+  private statsOf (q: QueueState): QueueStats {
+    return {
+      ready: q.readyCount,
+      leased: q.leasedCount,
+      delayed: q.delayedCount,
+      dead: q.deadCount,
+      pushed: q.counters.pushed,
+      acked: q.counters.acked,
+      deadLettered: q.counters.deadLettered,
+      expired: q.counters.expired,
+      waiting: q.waiters.length
+    }
+  }
+
+  private catalogRecord (q: QueueState, settings: QueueSettings): Buffer {
+    const record: StoredQueue = { qid: q.qid, createdAt: q.createdAt, settings }
+    return Buffer.from(JSON.stringify(record))
+  }
+
+  private countersOp (q: QueueState): WriteOp {
+    return this.partition.put(kindPrefix(q.qid, KIND_COUNTERS), encodeCounters(q.counters))
+  }
+
+  private stateOp (q: QueueState, priority: number, seq: number, state: MessageState): WriteOp {
+    return this.partition.put(messageKey(q.qid, KIND_STATE, priority, seq), encodeState(state))
+  }
+
+  /** Writes state changes nobody waits for (expiries, promotions); they keep their order with later writes. */
+  private background (q: QueueState, ops: WriteOp[]): void {
+    if (ops.length === 0) return
+    ops.push(this.countersOp(q))
+    this.storage.write(ops).catch(err => { this.options.onError?.(err, `queue ${q.name}: background write`) })
+  }
+}

@@ -1,0 +1,46 @@
+import { InvalidArgument } from '../errors.js'
+
+const MAX_TYPES = 65535
+export const MAX_CONTENT_TYPE_LENGTH = 256
+
+/**
+ * Content types interned to small ids with reference counts, so each key holds 4 bytes for its type
+ * instead of a string pointer, and types nobody uses any more are forgotten.
+ */
+export class ContentTypes {
+  private readonly ids = new Map<string, number>()
+  private readonly names: string[] = []
+  private readonly refs: number[] = []
+  private readonly freeIds: number[] = []
+
+  acquire (type: string): number {
+    let id = this.ids.get(type)
+    if (id !== undefined) {
+      this.refs[id]++
+      return id
+    }
+    if (type.length > MAX_CONTENT_TYPE_LENGTH) throw new InvalidArgument(`content type is longer than ${MAX_CONTENT_TYPE_LENGTH} characters`)
+    id = this.freeIds.pop()
+    if (id === undefined) {
+      if (this.names.length >= MAX_TYPES) throw new InvalidArgument(`too many distinct content types in use (at most ${MAX_TYPES})`)
+      id = this.names.length
+      this.names.push(type)
+      this.refs.push(1)
+    } else {
+      this.names[id] = type
+      this.refs[id] = 1
+    }
+    this.ids.set(type, id)
+    return id
+  }
+
+  release (id: number): void {
+    if (--this.refs[id] === 0) {
+      this.ids.delete(this.names[id])
+      this.names[id] = ''
+      this.freeIds.push(id)
+    }
+  }
+
+  name (id: number): string { return this.names[id] }
+}

@@ -1,0 +1,57 @@
+import type { BusMessage } from '../pubsub/pubsub.js'
+import type { StreamLog } from './log.js'
+import type { AppendMessage, StreamContext } from './types.js'
+
+/**
+ * Turns publishes matched by a stream's capture filters into append batches. Messages that arrive in
+ * the same tick go in one batch (up to the batch limit), so a high fan-in rate costs one storage write
+ * per tick. When too many captured messages wait for storage, QoS 0 ones are dropped and counted
+ * (at-most-once, as MQTT QoS 0 allows); QoS 1 and 2 are always kept.
+ */
+export class CaptureBuffer {
+  private buffer: AppendMessage[] = []
+  private scheduled = false
+  private readonly inFlight = new Set<Promise<void>>()
+
+  constructor (private readonly log: StreamLog, private readonly ctx: StreamContext) {}
+
+  add (m: BusMessage): void {
+    const { stats, limits } = this.ctx
+    if (this.log.deleted) return
+    const tooMany = this.log.capturePending >= limits.captureMaxPending && m.qos === 0
+    if (tooMany || m.payload.length + Buffer.byteLength(m.topic) > limits.maxMessageBytes) {
+      stats.captureDropped++
+      return
+    }
+    this.buffer.push({ payload: m.payload, topic: m.topic, qos: m.qos, retain: m.retain })
+    this.log.capturePending++
+    if (this.buffer.length >= limits.maxBatch) this.flush()
+    else if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => { this.flush() })
+    }
+  }
+
+  private flush (): void {
+    this.scheduled = false
+    if (this.buffer.length === 0) return
+    const batch = this.buffer
+    this.buffer = []
+    const { stats } = this.ctx
+    const done = this.log.append(batch).then(() => {
+      stats.captured += batch.length
+    }, () => {
+      stats.captureDropped += batch.length
+    }).finally(() => {
+      this.log.capturePending -= batch.length
+      this.inFlight.delete(done)
+    })
+    this.inFlight.add(done)
+  }
+
+  /** Writes what is buffered and waits for every capture write in flight. */
+  async drain (): Promise<void> {
+    this.flush()
+    await Promise.all([...this.inFlight])
+  }
+}

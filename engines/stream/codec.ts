@@ -1,0 +1,191 @@
+import { name as nameKey, readU64, u64 } from '../storage/keys.js'
+
+/**
+ * Key layout of the stream partition. Every stream and every consumer group gets a numeric id at
+ * creation; data keys use that id, not the name, so a stream (or group) deleted and re-created under the
+ * same name never meets the old one's keys while they are being removed in the background.
+ *
+ *   M name                      -> stream record (JSON: id, settings, counters)
+ *   E id firstOffset            -> chunk: the entries of one append batch (see encodeChunk)
+ *   T id timestamp offset       -> empty: time index, one point per append batch whose time is new
+ *   D id dedupId                -> offset + timestamp of the message that carried it
+ *   G id groupName              -> group record (JSON: gid, settings, committed, cursor)
+ *   P gid offset                -> pending delivery (deliveries, lease end, consumer)
+ *   X gid offset                -> dead letter (JSON)
+ *   Z id                        -> tombstone: every key of this id is being deleted
+ *   S                           -> the next id to hand out
+ */
+export const TAG = { meta: 0x4d, entry: 0x45, time: 0x54, dedup: 0x44, group: 0x47, pending: 0x50, dead: 0x58, tombstone: 0x5a, sequence: 0x53 } as const
+
+/** The tags whose keys start with an id: what a tombstone removes. */
+export const ID_TAGS = [TAG.entry, TAG.time, TAG.dedup, TAG.group, TAG.pending, TAG.dead] as const
+
+const tagByte = (tag: number): Buffer => Buffer.from([tag])
+
+export const keys = {
+  meta: (stream: string) => Buffer.concat([tagByte(TAG.meta), nameKey(stream)]),
+  metaPrefix: () => tagByte(TAG.meta),
+  /** The prefix of every key of one id under one tag. */
+  idPrefix: (tag: number, id: number) => Buffer.concat([tagByte(tag), u64(id)]),
+  entry: (id: number, offset: number) => Buffer.concat([tagByte(TAG.entry), u64(id), u64(offset)]),
+  time: (id: number, timestamp: number, offset: number) => Buffer.concat([tagByte(TAG.time), u64(id), u64(timestamp), u64(offset)]),
+  dedup: (id: number, dedupId: string) => Buffer.concat([tagByte(TAG.dedup), u64(id), Buffer.from(dedupId, 'utf8')]),
+  group: (id: number, group: string) => Buffer.concat([tagByte(TAG.group), u64(id), nameKey(group)]),
+  pending: (gid: number, offset: number) => Buffer.concat([tagByte(TAG.pending), u64(gid), u64(offset)]),
+  dead: (gid: number, offset: number) => Buffer.concat([tagByte(TAG.dead), u64(gid), u64(offset)]),
+  tombstone: (id: number) => Buffer.concat([tagByte(TAG.tombstone), u64(id)]),
+  tombstonePrefix: () => tagByte(TAG.tombstone),
+  sequence: () => tagByte(TAG.sequence)
+}
+
+/** A big-endian u64 below 2^53 without going through BigInt (the read hot path). */
+export const readNumber = (b: Buffer, at: number): number => b.readUInt32BE(at) * 2 ** 32 + b.readUInt32BE(at + 4)
+
+/** The offset at the end of an entry, pending or dead key (tag + id + offset). */
+export const offsetOfKey = (key: Buffer): number => readNumber(key, 9)
+/** The id in any id-prefixed key. */
+export const idOfKey = (key: Buffer): number => readU64(key, 1)
+/** Timestamp and offset of a time index key. */
+export const timeKeyParts = (key: Buffer): { timestamp: number, offset: number } => ({ timestamp: readU64(key, 9), offset: readU64(key, 17) })
+
+/** One message of a stream, as stored and as read back. */
+export interface StreamEntry {
+  offset: number
+  timestamp: number
+  payload: Buffer
+  key?: string
+  headers?: Record<string, string>
+  /** Set on captured messages: the MQTT topic, QoS and retain flag of the publish. */
+  topic?: string
+  qos?: 0 | 1 | 2
+  retain?: boolean
+}
+
+const FLAG_TOPIC = 1
+const FLAG_KEY = 2
+const FLAG_HEADERS = 4
+const FLAG_RETAIN = 8
+const QOS_SHIFT = 4
+
+/** An entry measured and ready to be written into a chunk (see writeEntry). */
+export interface PreparedEntry {
+  timestamp: number
+  flags: number
+  /** Topic, key and headers JSON, those present, in that order. */
+  parts: Buffer[]
+  payload: Buffer
+  /** Encoded size in bytes. */
+  size: number
+}
+
+/**
+ * An entry is encoded as: u64 timestamp, u8 flags (topic/key/headers present, retain, qos in bits 4-5),
+ * then u32-length-prefixed topic, key and headers JSON when present, and the payload bytes to the end.
+ */
+export function prepareEntry (e: Omit<StreamEntry, 'offset'>): PreparedEntry {
+  const parts: Buffer[] = []
+  let flags = 0
+  let size = 9 + e.payload.length
+  if (e.topic !== undefined) { flags |= FLAG_TOPIC; parts.push(Buffer.from(e.topic, 'utf8')) }
+  if (e.key !== undefined) { flags |= FLAG_KEY; parts.push(Buffer.from(e.key, 'utf8')) }
+  if (e.headers !== undefined) { flags |= FLAG_HEADERS; parts.push(Buffer.from(JSON.stringify(e.headers), 'utf8')) }
+  for (const part of parts) size += 4 + part.length
+  if (e.retain === true) flags |= FLAG_RETAIN
+  flags |= (e.qos ?? 0) << QOS_SHIFT
+  return { timestamp: e.timestamp, flags, parts, payload: e.payload, size }
+}
+
+function writeEntry (out: Buffer, at: number, e: PreparedEntry): number {
+  out.writeUInt32BE(Math.floor(e.timestamp / 2 ** 32), at)
+  out.writeUInt32BE(e.timestamp % 2 ** 32, at + 4)
+  out[at + 8] = e.flags
+  at += 9
+  for (const part of e.parts) {
+    out.writeUInt32BE(part.length, at)
+    part.copy(out, at + 4)
+    at += 4 + part.length
+  }
+  e.payload.copy(out, at)
+  return at + e.payload.length
+}
+
+export function decodeEntry (offset: number, value: Buffer): StreamEntry {
+  const timestamp = readNumber(value, 0)
+  const flags = value[8]
+  let at = 9
+  const take = (): string => {
+    const len = value.readUInt32BE(at)
+    const s = value.toString('utf8', at + 4, at + 4 + len)
+    at += 4 + len
+    return s
+  }
+  const entry: StreamEntry = { offset, timestamp, payload: Buffer.alloc(0) }
+  if ((flags & FLAG_TOPIC) !== 0) {
+    entry.topic = take()
+    entry.qos = ((flags >> QOS_SHIFT) & 3) as 0 | 1 | 2
+    entry.retain = (flags & FLAG_RETAIN) !== 0
+  }
+  if ((flags & FLAG_KEY) !== 0) entry.key = take()
+  if ((flags & FLAG_HEADERS) !== 0) entry.headers = JSON.parse(take()) as Record<string, string>
+  entry.payload = value.subarray(at)
+  return entry
+}
+
+/** Timestamp of an encoded entry without decoding the rest. */
+export const entryTimestamp = (value: Buffer): number => readNumber(value, 0)
+
+/** A pending delivery: u32 deliveries, u64 lease end (ms), then the consumer name. */
+export interface PendingRecord { deliveries: number, leaseUntil: number, consumer: string }
+
+export function encodePending (p: PendingRecord): Buffer {
+  const consumer = Buffer.from(p.consumer, 'utf8')
+  const out = Buffer.allocUnsafe(12 + consumer.length)
+  out.writeUInt32BE(p.deliveries, 0)
+  out.writeBigUInt64BE(BigInt(p.leaseUntil), 4)
+  consumer.copy(out, 12)
+  return out
+}
+
+export function decodePending (value: Buffer): PendingRecord {
+  return { deliveries: value.readUInt32BE(0), leaseUntil: readU64(value, 4), consumer: value.toString('utf8', 12) }
+}
+
+export function encodeDedup (offset: number, timestamp: number): Buffer {
+  return Buffer.concat([u64(offset), u64(timestamp)])
+}
+
+export function decodeDedup (value: Buffer): { offset: number, timestamp: number } {
+  return { offset: readU64(value, 0), timestamp: readU64(value, 8) }
+}
+
+/**
+ * One append batch is stored as one chunk under the offset of its first entry: u32 count, then per entry
+ * u32 length + the encoded entry. One LevelDB entry per batch instead of per message is what makes
+ * appends cheap; a read seeks to the chunk holding its first offset and skips what lies before it.
+ */
+export function encodeChunk (entries: PreparedEntry[]): Buffer {
+  let size = 4
+  for (const e of entries) size += 4 + e.size
+  const out = Buffer.allocUnsafe(size)
+  out.writeUInt32BE(entries.length, 0)
+  let at = 4
+  for (const e of entries) {
+    out.writeUInt32BE(e.size, at)
+    at = writeEntry(out, at + 4, e)
+  }
+  return out
+}
+
+export const chunkCount = (chunk: Buffer): number => chunk.readUInt32BE(0)
+
+/** Calls fn(offset, entryBytes) for each entry of a chunk from offset `from` on, until fn returns false. */
+export function forEachInChunk (firstOffset: number, chunk: Buffer, from: number, fn: (offset: number, entry: Buffer) => boolean): void {
+  const count = chunk.readUInt32BE(0)
+  let at = 4
+  for (let i = 0; i < count; i++) {
+    const len = chunk.readUInt32BE(at)
+    const offset = firstOffset + i
+    if (offset >= from && !fn(offset, chunk.subarray(at + 4, at + 4 + len))) return
+    at += 4 + len
+  }
+}

@@ -1,0 +1,455 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { HttpContext } from '../app.js'
+import type { Delivery, DeadLetter, PushMessage, QueueInfo, ReceiptResult } from '../../../engines/queue/engine.js'
+import type { QueueSettings, SettingsPatch } from '../../../engines/queue/settings.js'
+import { LIMITS } from '../../../engines/queue/settings.js'
+import { InvalidArgument } from '../../../engines/errors.js'
+import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
+import { problem, sendProblem } from '../problem.js'
+
+/**
+ * /v1/queues: durable job queues. Durations in bodies and answers are seconds (fractions allowed, like
+ * SQS); timestamps are ms since the epoch.
+ */
+
+const seconds = (ms: number): number => ms / 1000
+const ms = (s: number): number => Math.round(s * 1000)
+
+const nameParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } }
+} as const
+
+const backoffSchema = {
+  type: ['object', 'null'],
+  required: ['type', 'base'],
+  additionalProperties: false,
+  properties: {
+    type: { type: 'string', enum: ['fixed', 'exponential'] },
+    base: { type: 'number', minimum: 0, description: 'seconds; exponential: the first delay, doubled after each further failed delivery' },
+    max: { type: 'number', minimum: 0, description: 'seconds; the longest delay (default 7 days)' }
+  }
+} as const
+
+const settingsProperties = {
+  visibilityTimeout: { type: 'number', exclusiveMinimum: 0, maximum: LIMITS.maxVisibilityTimeoutMs / 1000, description: 'seconds a received message stays leased (default 30)' },
+  maxDeliveries: { type: 'integer', minimum: 1, maximum: LIMITS.maxDeliveries, description: 'deliveries before the message is dead-lettered (default 5)' },
+  backoff: backoffSchema,
+  retention: { type: ['number', 'null'], minimum: 1, maximum: LIMITS.maxRetentionMs / 1000, description: 'seconds an unconsumed message is kept (default: no limit)' },
+  maxMessageBytes: { type: 'integer', minimum: 1, maximum: LIMITS.maxMessageBytes, description: 'largest payload in bytes (default 1 MiB)' },
+  dedupWindow: { type: 'number', minimum: 0, maximum: LIMITS.maxDedupWindowMs / 1000, description: 'seconds a dedupId is remembered (default 300; 0 = off)' },
+  capture: { type: 'array', maxItems: LIMITS.maxCaptureFilters, items: { type: 'string', minLength: 1 }, description: 'MQTT topic filters whose publishes are pushed as messages' }
+} as const
+
+const settingsOut = {
+  type: 'object',
+  properties: {
+    visibilityTimeout: { type: 'number' },
+    maxDeliveries: { type: 'integer' },
+    backoff: { type: ['object', 'null'], properties: { type: { type: 'string' }, base: { type: 'number' }, max: { type: 'number' } } },
+    retention: { type: ['number', 'null'] },
+    maxMessageBytes: { type: 'integer' },
+    dedupWindow: { type: 'number' },
+    capture: { type: 'array', items: { type: 'string' } }
+  }
+} as const
+
+const statsOut = {
+  type: 'object',
+  properties: Object.fromEntries(['ready', 'leased', 'delayed', 'dead', 'pushed', 'acked', 'deadLettered', 'expired', 'waiting'].map(k => [k, { type: 'integer' }]))
+} as const
+
+const queueOut = {
+  type: 'object',
+  properties: { name: { type: 'string' }, createdAt: { type: 'integer' }, settings: settingsOut, stats: statsOut }
+} as const
+
+const messageIn = {
+  payload: { description: 'any JSON value, or a string with encoding utf8/base64' },
+  encoding: encodingSchema,
+  delay: { type: 'number', minimum: 0, maximum: LIMITS.maxDelayMs / 1000, description: 'seconds before the message is ready (no 15-minute cap)' },
+  priority: { type: 'integer', minimum: 0, maximum: 255, description: '0-255, higher first (default 0)' },
+  dedupId: { type: 'string', minLength: 1, maxLength: LIMITS.maxDedupIdBytes, description: 'same id within the dedup window: the original id, no second copy' },
+  headers: { type: 'object', maxProperties: LIMITS.maxHeaders, additionalProperties: { type: 'string' } }
+} as const
+
+const deliveryOut = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    receipt: { type: 'string' },
+    payload: {},
+    encoding: { type: 'string' },
+    headers: { type: 'object', additionalProperties: { type: 'string' } },
+    topic: { type: 'string' },
+    priority: { type: 'integer' },
+    deliveries: { type: 'integer' },
+    enqueuedAt: { type: 'integer' },
+    firstDeliveredAt: { type: 'integer' },
+    leaseExpiresAt: { type: 'integer' }
+  }
+} as const
+
+const deadOut = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    payload: {},
+    encoding: { type: 'string' },
+    headers: { type: 'object', additionalProperties: { type: 'string' } },
+    topic: { type: 'string' },
+    priority: { type: 'integer' },
+    deliveries: { type: 'integer' },
+    enqueuedAt: { type: 'integer' },
+    firstDeliveredAt: { type: 'integer' },
+    deadAt: { type: 'integer' },
+    reason: { type: 'string' },
+    lastError: { type: 'string' }
+  }
+} as const
+
+const receiptsIn = { type: 'array', minItems: 1, maxItems: LIMITS.maxBatch, items: { type: 'string', minLength: 1 } } as const
+
+const resultsOut = {
+  200: {
+    type: 'object',
+    properties: {
+      results: {
+        type: 'array',
+        items: { type: 'object', properties: { receipt: { type: 'string' }, id: { type: 'string' }, status: { type: 'string' }, at: { type: 'integer' } } }
+      }
+    }
+  }
+} as const
+
+interface SettingsBody {
+  visibilityTimeout?: number
+  maxDeliveries?: number
+  backoff?: { type: 'fixed' | 'exponential', base: number, max?: number } | null
+  retention?: number | null
+  maxMessageBytes?: number
+  dedupWindow?: number
+  capture?: string[]
+}
+
+interface MessageBody {
+  payload?: unknown
+  encoding?: PayloadEncoding
+  delay?: number
+  priority?: number
+  dedupId?: string
+  headers?: Record<string, string>
+}
+
+interface PushBody extends MessageBody { messages?: MessageBody[] }
+
+type NameParams = { name: string }
+
+function settingsJson (s: QueueSettings): Record<string, unknown> {
+  return {
+    visibilityTimeout: seconds(s.visibilityTimeoutMs),
+    maxDeliveries: s.maxDeliveries,
+    backoff: s.backoff === null ? null : { type: s.backoff.type, base: seconds(s.backoff.baseMs), max: seconds(s.backoff.maxMs) },
+    retention: s.retentionMs === null ? null : seconds(s.retentionMs),
+    maxMessageBytes: s.maxMessageBytes,
+    dedupWindow: seconds(s.dedupWindowMs),
+    capture: s.capture
+  }
+}
+
+function queueJson (info: QueueInfo): Record<string, unknown> {
+  return { name: info.name, createdAt: info.createdAt, settings: settingsJson(info.settings), stats: info.stats }
+}
+
+function settingsPatch (body: SettingsBody): SettingsPatch {
+  const patch: SettingsPatch = {}
+  if (body.visibilityTimeout !== undefined) patch.visibilityTimeoutMs = ms(body.visibilityTimeout)
+  if (body.maxDeliveries !== undefined) patch.maxDeliveries = body.maxDeliveries
+  if (body.backoff !== undefined) {
+    patch.backoff = body.backoff === null
+      ? null
+      : { type: body.backoff.type, baseMs: ms(body.backoff.base), maxMs: body.backoff.max === undefined ? LIMITS.maxBackoffMs : ms(body.backoff.max) }
+  }
+  if (body.retention !== undefined) patch.retentionMs = body.retention === null ? null : ms(body.retention)
+  if (body.maxMessageBytes !== undefined) patch.maxMessageBytes = body.maxMessageBytes
+  if (body.dedupWindow !== undefined) patch.dedupWindowMs = ms(body.dedupWindow)
+  if (body.capture !== undefined) patch.capture = body.capture
+  return patch
+}
+
+function pushMessage (m: MessageBody, where: string): PushMessage {
+  if (m.payload === undefined) throw new InvalidArgument(`${where}: payload is required`)
+  const out: PushMessage = { payload: decodePayload(m.payload, m.encoding) }
+  if (m.delay !== undefined) out.delayMs = ms(m.delay)
+  if (m.priority !== undefined) out.priority = m.priority
+  if (m.dedupId !== undefined) out.dedupId = m.dedupId
+  if (m.headers !== undefined) out.headers = m.headers
+  return out
+}
+
+function deliveryJson (d: Delivery): Record<string, unknown> {
+  return {
+    id: d.id,
+    receipt: d.receipt,
+    ...encodePayload(d.payload),
+    headers: d.headers,
+    ...(d.topic !== undefined ? { topic: d.topic } : {}),
+    priority: d.priority,
+    deliveries: d.deliveries,
+    enqueuedAt: d.enqueuedAt,
+    firstDeliveredAt: d.firstDeliveredAt,
+    leaseExpiresAt: d.leaseExpiresAt
+  }
+}
+
+function deadJson (d: DeadLetter): Record<string, unknown> {
+  return {
+    id: d.id,
+    ...encodePayload(d.payload),
+    headers: d.headers,
+    ...(d.topic !== undefined ? { topic: d.topic } : {}),
+    priority: d.priority,
+    deliveries: d.deliveries,
+    enqueuedAt: d.enqueuedAt,
+    firstDeliveredAt: d.firstDeliveredAt,
+    deadAt: d.deadAt,
+    reason: d.reason,
+    ...(d.lastError !== undefined ? { lastError: d.lastError } : {})
+  }
+}
+
+/**
+ * A batch answer: 200 with one result per receipt when at least one receipt was current; when none was,
+ * the whole request failed: 404 if no message exists any more, else 409 (a stale receipt), with the
+ * per-receipt results in the problem.
+ */
+async function sendResults (reply: FastifyReply, results: ReceiptResult[]): Promise<unknown> {
+  const ok = results.some(r => r.status !== 'stale' && r.status !== 'not_found')
+  if (ok) return { results }
+  const allGone = results.every(r => r.status === 'not_found')
+  const detail = allGone
+    ? 'no message of these receipts exists any more (acked, dead-lettered and purged, or expired)'
+    : 'the receipt is stale: the lease it names ran out or the message was delivered again since; receive it again'
+  return await sendProblem(reply, problem(allGone ? 404 : 409, detail, { results }))
+}
+
+/** An AbortSignal that fires when the client goes away before the answer is sent (long-poll receivers). */
+function clientGone (reply: FastifyReply): AbortSignal {
+  const controller = new AbortController()
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) controller.abort()
+  })
+  return controller.signal
+}
+
+/** Lets routes whose body fields are all optional be called without a body (`curl -X POST .../receive`). */
+async function emptyBodyIsEmptyObject (request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {}
+}
+
+export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  const { queues } = ctx.engines
+  const tags = ['queues']
+
+  app.put<{ Params: NameParams, Body: SettingsBody | undefined }>('/v1/queues/:name', {
+    preValidation: emptyBodyIsEmptyObject,
+    schema: {
+      tags,
+      summary: 'Create a queue or change its settings',
+      description: 'Fields left out keep their value (defaults for a new queue); null removes backoff or retention. 201 when created, 200 when updated.',
+      params: nameParams,
+      body: { type: 'object', additionalProperties: false, properties: settingsProperties },
+      response: { 200: queueOut, 201: queueOut }
+    }
+  }, async (request, reply) => {
+    const { created, info } = await queues.put(request.params.name, settingsPatch(request.body ?? {}))
+    return await reply.code(created ? 201 : 200).send(queueJson(info))
+  })
+
+  app.get('/v1/queues', {
+    schema: {
+      tags,
+      summary: 'All queues with their settings and counts',
+      response: { 200: { type: 'object', properties: { queues: { type: 'array', items: queueOut } } } }
+    }
+  }, async () => ({ queues: queues.list().map(queueJson) }))
+
+  app.get<{ Params: NameParams }>('/v1/queues/:name', {
+    schema: { tags, summary: 'A queue\'s settings and counts', params: nameParams, response: { 200: queueOut } }
+  }, async (request) => queueJson(queues.info(request.params.name)))
+
+  app.delete<{ Params: NameParams }>('/v1/queues/:name', {
+    schema: { tags, summary: 'Delete a queue and all its messages', params: nameParams }
+  }, async (request, reply) => {
+    await queues.delete(request.params.name)
+    return await reply.code(204).send()
+  })
+
+  app.post<{ Params: NameParams, Body: PushBody }>('/v1/queues/:name/messages', {
+    schema: {
+      tags,
+      summary: 'Push one message, or up to 1000 with {messages:[...]}',
+      description: 'Answers once the messages are durable under the fsync policy. A queue that does not exist is created with defaults (unless --queue-autocreate false). Same dedupId within the dedup window: the original id, no second copy.',
+      params: nameParams,
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          ...messageIn,
+          messages: {
+            type: 'array',
+            minItems: 1,
+            maxItems: LIMITS.maxBatch,
+            items: { type: 'object', required: ['payload'], additionalProperties: false, properties: messageIn }
+          }
+        }
+      },
+      response: { 200: { type: 'object', properties: { ids: { type: 'array', items: { type: 'string' } } } } }
+    }
+  }, async (request) => {
+    const body = request.body
+    let messages: PushMessage[]
+    if (body.messages !== undefined) {
+      const single = Object.keys(body).filter(k => k !== 'messages')
+      if (single.length > 0) throw new InvalidArgument(`give either one message or messages, not both (found ${single.join(', ')} next to messages)`)
+      messages = body.messages.map((m, i) => pushMessage(m, `messages[${i}]`))
+    } else {
+      if (body.payload === undefined) throw new InvalidArgument('payload (or messages) is required')
+      messages = [pushMessage(body, 'message')]
+    }
+    return { ids: await queues.push(request.params.name, messages) }
+  })
+
+  app.delete<{ Params: NameParams }>('/v1/queues/:name/messages', {
+    schema: {
+      tags,
+      summary: 'Purge ready and delayed messages (leased ones stay with their consumers)',
+      params: nameParams,
+      response: { 200: { type: 'object', properties: { purged: { type: 'integer' } } } }
+    }
+  }, async (request) => ({ purged: await queues.purge(request.params.name) }))
+
+  app.post<{ Params: NameParams, Body: { max?: number, wait?: number, visibilityTimeout?: number } | undefined }>('/v1/queues/:name/receive', {
+    preValidation: emptyBodyIsEmptyObject,
+    schema: {
+      tags,
+      summary: 'Receive (lease) messages; long-poll with wait',
+      description: 'Each message is leased for visibilityTimeout seconds under its own receipt; ack it, nack it or extend it before then, or it is delivered again. FIFO within a priority, higher priorities first. With wait, the request waits up to that many seconds for a first message.',
+      params: nameParams,
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          max: { type: 'integer', minimum: 1, maximum: LIMITS.maxBatch, description: 'most messages to return (default 1)' },
+          wait: { type: 'number', minimum: 0, maximum: LIMITS.maxWaitMs / 1000, description: 'seconds to wait for a message (default 0)' },
+          visibilityTimeout: settingsProperties.visibilityTimeout
+        }
+      },
+      response: { 200: { type: 'object', properties: { messages: { type: 'array', items: deliveryOut } } } }
+    }
+  }, async (request, reply) => {
+    const body = request.body ?? {}
+    const deliveries = await queues.receive(request.params.name, {
+      max: body.max,
+      waitMs: body.wait === undefined ? 0 : ms(body.wait),
+      visibilityMs: body.visibilityTimeout === undefined ? undefined : Math.max(1, ms(body.visibilityTimeout)),
+      signal: body.wait !== undefined && body.wait > 0 ? clientGone(reply) : undefined
+    })
+    return { messages: deliveries.map(deliveryJson) }
+  })
+
+  app.post<{ Params: NameParams, Body: { receipts: string[] } }>('/v1/queues/:name/ack', {
+    schema: {
+      tags,
+      summary: 'Acknowledge (delete) received messages',
+      description: 'One result per receipt: acked, stale (an earlier delivery\'s receipt or a lease that ran out) or not_found. When no receipt was current the answer is 409 (404 if none of the messages exists).',
+      params: nameParams,
+      body: { type: 'object', required: ['receipts'], additionalProperties: false, properties: { receipts: receiptsIn } },
+      response: resultsOut
+    }
+  }, async (request, reply) => await sendResults(reply, await queues.ack(request.params.name, request.body.receipts)))
+
+  app.post<{ Params: NameParams, Body: { receipts: string[], delay?: number, dead?: boolean, reason?: string } }>('/v1/queues/:name/nack', {
+    schema: {
+      tags,
+      summary: 'Give messages back: ready again (after delay or the back-off), or dead-lettered',
+      description: 'Without delay the queue\'s back-off applies. dead: true dead-letters at once. reason is kept as the last error. A message that used up maxDeliveries is dead-lettered.',
+      params: nameParams,
+      body: {
+        type: 'object',
+        required: ['receipts'],
+        additionalProperties: false,
+        properties: {
+          receipts: receiptsIn,
+          delay: messageIn.delay,
+          dead: { type: 'boolean' },
+          reason: { type: 'string', maxLength: 4096 }
+        }
+      },
+      response: resultsOut
+    }
+  }, async (request, reply) => {
+    const { receipts, delay, dead, reason } = request.body
+    return await sendResults(reply, await queues.nack(request.params.name, receipts, { delayMs: delay === undefined ? undefined : ms(delay), dead, reason }))
+  })
+
+  app.post<{ Params: NameParams, Body: { receipts: string[], visibilityTimeout: number } }>('/v1/queues/:name/extend', {
+    schema: {
+      tags,
+      summary: 'Extend leases (heartbeat for long jobs): visible again visibilityTimeout seconds from now',
+      params: nameParams,
+      body: {
+        type: 'object',
+        required: ['receipts', 'visibilityTimeout'],
+        additionalProperties: false,
+        properties: { receipts: receiptsIn, visibilityTimeout: settingsProperties.visibilityTimeout }
+      },
+      response: resultsOut
+    }
+  }, async (request, reply) => {
+    const { receipts, visibilityTimeout } = request.body
+    return await sendResults(reply, await queues.extend(request.params.name, receipts, Math.max(1, ms(visibilityTimeout))))
+  })
+
+  app.get<{ Params: NameParams, Querystring: { limit?: number, cursor?: string } }>('/v1/queues/:name/dead', {
+    schema: {
+      tags,
+      summary: 'Dead letters, with the reason, deliveries and last error; page with cursor',
+      params: nameParams,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { limit: { type: 'integer', minimum: 1, maximum: LIMITS.maxBatch }, cursor: { type: 'string' } }
+      },
+      response: { 200: { type: 'object', properties: { messages: { type: 'array', items: deadOut }, cursor: { type: ['string', 'null'] } } } }
+    }
+  }, async (request) => {
+    const page = await queues.listDead(request.params.name, { limit: request.query.limit, cursor: request.query.cursor })
+    return { messages: page.messages.map(deadJson), cursor: page.cursor }
+  })
+
+  app.post<{ Params: NameParams, Body: { ids?: string[] } | undefined }>('/v1/queues/:name/dead/redrive', {
+    preValidation: emptyBodyIsEmptyObject,
+    schema: {
+      tags,
+      summary: 'Move dead letters back to ready (the ids given, or all), deliveries reset',
+      params: nameParams,
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { ids: { type: 'array', maxItems: LIMITS.maxBatch, items: { type: 'string' } } }
+      },
+      response: { 200: { type: 'object', properties: { redriven: { type: 'integer' }, notFound: { type: 'array', items: { type: 'string' } } } } }
+    }
+  }, async (request) => await queues.redrive(request.params.name, request.body?.ids))
+
+  app.delete<{ Params: NameParams }>('/v1/queues/:name/dead', {
+    schema: {
+      tags,
+      summary: 'Purge the dead letters',
+      params: nameParams,
+      response: { 200: { type: 'object', properties: { purged: { type: 'integer' } } } }
+    }
+  }, async (request) => ({ purged: await queues.purgeDead(request.params.name) }))
+}
