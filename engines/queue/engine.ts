@@ -170,11 +170,13 @@ export class QueueEngine {
       return { created: true, info: this.describe(created) }
     }
     const next = applySettings(q.settings, patch)
+    if (next.deadLetter === name) throw new InvalidArgument('deadLetter must name another queue')
     const before = q.settings
     await this.storage.write([this.partition.put(catalogKey(name), this.catalogRecord(q, next))])
     if (q.deleted) throw new NotFound(`queue "${name}" was deleted`)
     q.settings = next
     if (before.capture.join('\n') !== next.capture.join('\n')) await this.subscribeCapture(q)
+    if (next.deadLetter !== null && next.deadLetter !== before.deadLetter) this.forwardExisting(q)
     this.schedule(q)
     return { created: false, info: this.describe(q) }
   }
@@ -207,7 +209,8 @@ export class QueueEngine {
     return await this.pushTo(q, messages)
   }
 
-  private async pushTo (q: QueueState, messages: PushMessage[]): Promise<string[]> {
+  /** Pushes to a queue; `extraOps` are written in the same atomic batch (dead-letter forwarding). */
+  private async pushTo (q: QueueState, messages: PushMessage[], extraOps: WriteOp[] = []): Promise<string[]> {
     for (const [i, m] of messages.entries()) this.validateMessage(q, m, messages.length > 1 ? `messages[${i}]` : 'message')
     const now = this.clock.now()
     const ops: WriteOp[] = []
@@ -253,6 +256,7 @@ export class QueueEngine {
     }
     q.counters.pushed += added.length
     if (added.length > 0) ops.push(this.countersOp(q))
+    for (const op of extraOps) ops.push(op)
     const written = this.storage.write(ops)
     // visible at once (see QueueState.pendingBodies): a waiting receiver's lease joins this write's batch
     for (const a of added) {
@@ -403,38 +407,41 @@ export class QueueEngine {
     return out
   }
 
-  /** Reads the bodies of fresh leases, writes the lease (delivery count included), then hands them out. */
+  /**
+   * Hands out fresh leases. The lease (delivery count included) is written while the bodies are read;
+   * the receiver hears of it only once both are done. Bodies of pushes still being written come from
+   * memory, and then the lease joins the push's batch.
+   */
   private async deliver (q: QueueState, leases: Lease[], signal: AbortSignal | undefined): Promise<Delivery[]> {
     if (leases.length === 0) return []
-    // bodies of pushes still being written come from memory; the rest from LevelDB (none: no await, so
-    // the lease write joins the push's batch)
+    const written = this.storage.write(leases.map(l => this.leaseOp(q, l)))
     const bodies: Array<Buffer | undefined> = leases.map(l => q.pendingBodies.get(l.seq))
     const missing: number[] = []
     for (let i = 0; i < bodies.length; i++) if (bodies[i] === undefined) missing.push(i)
-    if (missing.length > 0) {
-      const read = await this.partition.getMany(missing.map(i => messageKey(q.qid, KIND_BODY, leases[i].priority, leases[i].seq)))
-      missing.forEach((i, k) => { bodies[i] = read[k] })
-    }
+    const read = missing.length === 0
+      ? undefined
+      : this.partition.getMany(missing.map(i => messageKey(q.qid, KIND_BODY, leases[i].priority, leases[i].seq)))
+    // a failed write leaves the leases in memory; they run out and the messages come back
+    const [, got] = await Promise.all([written, read])
+    if (got !== undefined) missing.forEach((i, k) => { bodies[i] = got[k] })
     if (signal?.aborted === true || q.deleted || this.closed) {
-      this.release(q, leases)
+      this.release(q, leases, true)
       if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
       return []
     }
-    const ops: WriteOp[] = []
     const out: Delivery[] = []
+    const orphans: WriteOp[] = []
     for (let i = 0; i < leases.length; i++) {
       const l = leases[i]
       const raw = bodies[i]
-      // the lease ended while the body was read (a very short visibility timeout): not handed out
+      // the lease ended meanwhile (a very short visibility timeout): not handed out
       if (q.leases.get(l.seq) !== l) continue
       if (raw === undefined) {
         q.removeLease(l)
+        orphans.push(this.partition.del(messageKey(q.qid, KIND_STATE, l.priority, l.seq)))
         continue
       }
       const body = decodeBody(raw)
-      ops.push(this.stateOp(q, l.priority, l.seq, {
-        status: Status.Leased, deliveries: l.deliveries, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.firstDeliveredAt, at: l.until, token: l.token, lastError: l.lastError
-      }))
       out.push({
         id: messageId(l.priority, l.seq),
         receipt: receiptOf(l.priority, l.seq, l.token),
@@ -448,19 +455,35 @@ export class QueueEngine {
         leaseExpiresAt: l.until
       })
     }
-    await this.storage.write(ops)
+    this.background(q, orphans)
     return out
   }
 
-  /** Puts leases that were never handed out back to ready, as they were. */
-  private release (q: QueueState, leases: Lease[]): void {
+  private leaseOp (q: QueueState, l: Lease): WriteOp {
+    return this.stateOp(q, l.priority, l.seq, {
+      status: Status.Leased, deliveries: l.deliveries, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.firstDeliveredAt, at: l.until, token: l.token, lastError: l.lastError
+    })
+  }
+
+  /**
+   * Puts leases that were never handed out back to ready, as they were; `written`: their lease is
+   * already on disk and is written back too.
+   */
+  private release (q: QueueState, leases: Lease[], written = false): void {
     if (q.deleted) return
+    const ops: WriteOp[] = []
     for (const l of leases) {
       if (q.leases.get(l.seq) !== l) continue
       q.removeLease(l)
       if (l.previous !== undefined) q.history.set(l.seq, l.previous)
       q.addReady(l.priority, l.seq, l.enqueuedAt)
+      if (written) {
+        ops.push(this.stateOp(q, l.priority, l.seq, {
+          status: Status.Ready, deliveries: l.previous?.deliveries ?? 0, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.previous?.firstDeliveredAt ?? 0, at: 0, token: 0, lastError: l.previous?.lastError
+        }))
+      }
     }
+    this.background(q, ops)
     this.dispatch(q)
     this.schedule(q)
   }
@@ -537,6 +560,7 @@ export class QueueEngine {
     if (ops.length > 0) {
       ops.push(this.countersOp(q))
       const durable = this.storage.write(ops)
+      this.forwardAfter(q, durable)
       this.dispatch(q)
       this.schedule(q)
       await durable
@@ -565,9 +589,7 @@ export class QueueEngine {
       }
       lease.until = now + visibilityMs
       q.leaseHeap.update(lease)
-      ops.push(this.stateOp(q, p.priority, p.seq, {
-        status: Status.Leased, deliveries: lease.deliveries, enqueuedAt: lease.enqueuedAt, firstDeliveredAt: lease.firstDeliveredAt, at: lease.until, token: lease.token, lastError: lease.lastError
-      }))
+      ops.push(this.leaseOp(q, lease))
       results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'extended', at: lease.until }
     }
     if (ops.length > 0) await this.storage.write(ops)
@@ -636,6 +658,7 @@ export class QueueEngine {
     ops.push(this.partition.put(messageKey(q.qid, KIND_DEAD, priority, seq), Buffer.alloc(0)))
     q.deadCount++
     q.counters.deadLettered++
+    if (q.settings.deadLetter !== null) q.forwardNeeded = true
   }
 
   private expire (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
@@ -937,6 +960,15 @@ export class QueueEngine {
       from = dataPrefix(qid + 1)
     }
     for (const { name, record } of stored) await this.loadQueue(name, record)
+    // dead letters made just before a stop that were not yet moved to their deadLetter queue
+    for (const q of this.queues.values()) this.forwardExisting(q)
+  }
+
+  /** Moves the dead letters a queue already holds to its deadLetter queue (when it has one and it exists). */
+  private forwardExisting (q: QueueState): void {
+    if (q.settings.deadLetter === null || q.deadCount === 0) return
+    q.forwardNeeded = true
+    this.forwardAfter(q, Promise.resolve())
   }
 
   private async loadQueue (name: string, record: StoredQueue): Promise<void> {
@@ -983,11 +1015,14 @@ export class QueueEngine {
     const existing = this.creating.get(name)
     if (existing !== undefined) return await existing
     const settings = applySettings(DEFAULT_SETTINGS, patch)
+    if (settings.deadLetter === name) throw new InvalidArgument('deadLetter must name another queue')
     const pending = (async () => {
       const q = new QueueState(name, this.nextQid++, settings, this.clock.now(), { pushed: 0, acked: 0, deadLettered: 0, expired: 0, nextSeq: 0 })
       await this.storage.write([this.partition.put(catalogKey(name), this.catalogRecord(q, settings)), this.countersOp(q)])
       this.queues.set(name, q)
       await this.subscribeCapture(q)
+      // queues whose dead letters go here and could not be moved while it was missing
+      for (const other of this.queues.values()) if (other.settings.deadLetter === name) this.forwardExisting(other)
       return q
     })()
     this.creating.set(name, pending)
@@ -1058,6 +1093,77 @@ export class QueueEngine {
   private background (q: QueueState, ops: WriteOp[]): void {
     if (ops.length === 0) return
     ops.push(this.countersOp(q))
-    this.storage.write(ops).catch(err => { this.options.onError?.(err, `queue ${q.name}: background write`) })
+    const written = this.storage.write(ops)
+    written.catch(err => { this.options.onError?.(err, `queue ${q.name}: background write`) })
+    this.forwardAfter(q, written)
+  }
+
+  /** When dead letters were made that go to another queue: moves them once their write is durable. */
+  private forwardAfter (q: QueueState, written: Promise<void>): void {
+    if (!q.forwardNeeded) return
+    q.forwardNeeded = false
+    this.withDeadLock(q, async () => {
+      await written
+      await this.forwardDead(q)
+    }).catch(err => { this.options.onError?.(err, `queue ${q.name}: moving dead letters to ${q.settings.deadLetter ?? '?'}`) })
+  }
+
+  /**
+   * Moves this queue's dead letters to its deadLetter queue as ready messages (deliveries reset, the
+   * reason and history in x-dead-letter-* headers), each page in one atomic write. Dead letters the
+   * target cannot take (too large, queue missing) stay here.
+   */
+  private async forwardDead (q: QueueState): Promise<void> {
+    const prefix = kindPrefix(q.qid, KIND_DEAD)
+    let after: Buffer | undefined
+    for (;;) {
+      const target = q.settings.deadLetter === null ? undefined : this.queues.get(q.settings.deadLetter)
+      if (target === undefined || target === q || q.deleted || this.closed) return
+      const rows = await this.partition.range(after === undefined ? { gte: prefix, lt: prefixEnd(prefix), limit: PAGE } : { gt: after, lt: prefixEnd(prefix), limit: PAGE })
+      if (rows.length === 0) return
+      after = rows[rows.length - 1][0]
+      const ranks = rows.map(([k]) => rankOfKey(k))
+      const [bodies, states] = await Promise.all([
+        this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_BODY, r.priority, r.seq))),
+        this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+      ])
+      const messages: PushMessage[] = []
+      const removals: WriteOp[] = []
+      let moved = 0
+      ranks.forEach((r, i) => {
+        const rawBody = bodies[i]
+        const rawState = states[i]
+        const state = rawState === undefined ? undefined : decodeState(rawState)
+        if (rawBody === undefined || state?.status !== Status.Dead) {
+          removals.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
+          return
+        }
+        const body = decodeBody(rawBody)
+        const headers: Record<string, string> = {
+          ...body.headers,
+          'x-dead-letter-queue': q.name,
+          'x-dead-letter-id': messageId(r.priority, r.seq),
+          'x-dead-letter-reason': state.reason ?? 'dead-lettered',
+          'x-dead-letter-deliveries': String(state.deliveries),
+          ...(state.lastError !== undefined ? { 'x-dead-letter-error': state.lastError } : {})
+        }
+        const message: PushMessage = { payload: body.payload, priority: r.priority, headers, topic: body.topic }
+        try {
+          this.validateMessage(target, message, 'dead letter')
+        } catch {
+          return
+        }
+        messages.push(message)
+        moved++
+        removals.push(
+          this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)),
+          this.partition.del(messageKey(q.qid, KIND_BODY, r.priority, r.seq)),
+          this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq))
+        )
+      })
+      if (messages.length > 0) await this.pushTo(target, messages, removals)
+      else if (removals.length > 0) await this.storage.write(removals)
+      q.deadCount -= moved
+    }
   }
 }

@@ -24,6 +24,11 @@ export interface QueueSettings {
   dedupWindowMs: number
   /** MQTT topic filters whose publishes are pushed to the queue. */
   capture: string[]
+  /**
+   * Another queue that dead letters are moved to (as ready messages with x-dead-letter-* headers);
+   * null keeps them in this queue's own dead letters.
+   */
+  deadLetter: string | null
 }
 
 /** A change of settings: absent fields keep their value; null removes backoff or retention. */
@@ -36,7 +41,8 @@ export const DEFAULT_SETTINGS: QueueSettings = {
   retentionMs: null,
   maxMessageBytes: 1024 * 1024,
   dedupWindowMs: 5 * 60_000,
-  capture: []
+  capture: [],
+  deadLetter: null
 }
 
 export const LIMITS = {
@@ -107,6 +113,7 @@ export function applySettings (current: QueueSettings, patch: SettingsPatch): Qu
     }
     next.capture = [...new Set(patch.capture.map(f => validateFilter(f)))]
   }
+  if (patch.deadLetter !== undefined) next.deadLetter = patch.deadLetter === null ? null : validateQueueName(patch.deadLetter)
   return next
 }
 

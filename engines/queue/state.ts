@@ -73,6 +73,8 @@ export class QueueState {
   readonly pendingBodies = new Map<number, Buffer>()
   /** Messages whose push write failed: skipped when they come up. */
   readonly lost = new Set<number>()
+  /** Dead letters were made that the deadLetter setting sends to another queue. */
+  forwardNeeded = false
 
   constructor (
     readonly name: string,

@@ -5,10 +5,6 @@ import { chunkCount, decodeEntry, encodeChunk, encodeDedup, entryTimestamp, forE
 import type { AppendMessage, StreamContext, StreamRecord } from './types.js'
 import type { ConsumerGroup } from './group.js'
 
-/** The time index gets a point at most every this many entries, or this many ms. */
-const INDEX_EVERY_ENTRIES = 512
-const INDEX_EVERY_MS = 1000
-
 /** Entries of an append batch go into chunks of about this many bytes. */
 const CHUNK_BYTES = 32 * 1024
 
@@ -127,13 +123,9 @@ export class StreamLog {
       chunkStart += j - i
       i = j
     }
-    // a sparse time index: a point when time moved on and enough entries (or time) passed since the last
-    // one, so that a seek scans at most a few chunks between two points
-    const r = this.record
-    if (now > r.lastIndexedTimestamp && (firstNew - r.lastIndexedOffset >= INDEX_EVERY_ENTRIES || now - r.lastIndexedTimestamp >= INDEX_EVERY_MS || r.lastIndexedTimestamp === 0)) {
+    if (now > this.record.lastIndexedTimestamp) {
       ops.push(partition.put(keys.time(this.id, now, firstNew), Buffer.alloc(0)))
-      r.lastIndexedTimestamp = now
-      r.lastIndexedOffset = firstNew
+      this.record.lastIndexedTimestamp = now
     }
     this.record.lastTimestamp = now
     if (this.dedup.size > limits.maxDedupIds) this.trimDedup(ops, this.dedup.size - limits.maxDedupIds)
@@ -257,34 +249,24 @@ export class StreamLog {
   }
 
   /**
-   * The first offset whose timestamp is at or after time (durableNext when there is none), in O(log n):
-   * timestamps never decrease along the offsets, so the last index point before time and the first one at
-   * or after it bound the answer, and the entries between them (a few chunks) are scanned.
+   * The first offset whose timestamp is at or after time (durableNext when there is none). One head read
+   * and one index seek: entries of one batch share a timestamp and the index holds a point at the first
+   * offset of every new timestamp, so the first index point at or after time is the answer.
    */
   async seekTime (time: number): Promise<number> {
     const first = this.record.first
     const end = this.durableNext
     if (first >= end) return end
-    let headTime = -1
-    await this.scan(first, first + 1, 1, (_, entry) => { headTime = entryTimestamp(entry); return false })
-    if (headTime >= time) return first
-    const { partition } = this.ctx
     const prefix = keys.idPrefix(TAG.time, this.id)
-    const [before, after] = await Promise.all([
-      partition.range({ gte: prefix, lt: keys.time(this.id, time, 0), reverse: true, limit: 1 }),
-      partition.range({ gte: keys.time(this.id, time, 0), lt: prefixEnd(prefix), limit: 1 })
+    let headTime = -1
+    const [, rows] = await Promise.all([
+      this.scan(first, first + 1, 1, (_, entry) => { headTime = entryTimestamp(entry); return false }),
+      this.ctx.partition.range({ gte: keys.time(this.id, time, 0), lt: prefixEnd(prefix), limit: 1 })
     ])
-    const from = before.length > 0 ? Math.max(timeKeyParts(before[0][0]).offset, first) : first
-    const to = after.length > 0 ? Math.min(Math.max(timeKeyParts(after[0][0]).offset, first), end) : end
-    let found = to
-    if (from < to) {
-      await this.scan(from, to, to - from, (offset, entry) => {
-        if (entryTimestamp(entry) < time) return true
-        found = offset
-        return false
-      })
-    }
-    return found
+    // the head of the retained range may sit in a batch whose index point retention already removed
+    if (headTime >= time) return first
+    if (rows.length === 0) return end
+    return Math.min(Math.max(timeKeyParts(rows[0][0]).offset, first), end)
   }
 
   /** Resolves when an append was written (or the stream is deleted, or the signal aborts). */

@@ -176,7 +176,7 @@ export class StreamEngine {
   /** Creates the stream in memory; the returned ops persist it. */
   private createLog (name: string, settings: StreamSettings): { log: StreamLog, ops: WriteOp[] } {
     const now = this.clock.now()
-    const record: StreamRecord = { id: this.ctx.nextId(), createdAt: now, settings, next: 0, first: 0, bytes: 0, lastTimestamp: 0, lastIndexedTimestamp: 0, lastIndexedOffset: 0 }
+    const record: StreamRecord = { id: this.ctx.nextId(), createdAt: now, settings, next: 0, first: 0, bytes: 0, lastTimestamp: 0, lastIndexedTimestamp: 0 }
     const log = new StreamLog(name, record, this.ctx)
     this.logs.set(name, log)
     this.startCapture(log)

@@ -28,9 +28,8 @@ export interface StreamRecord {
   bytes: number
   /** Timestamp of the last batch: entry timestamps never decrease within a stream. */
   lastTimestamp: number
-  /** Timestamp and offset of the last time index point. */
+  /** Timestamp of the last time index point. */
   lastIndexedTimestamp: number
-  lastIndexedOffset: number
 }
 
 /** A message to append. */

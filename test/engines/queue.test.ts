@@ -191,6 +191,64 @@ describe('queue engine: leases, receipts, retries', () => {
     expect(h.queues.info('q').stats).toMatchObject({ ready: 1, dead: 0 })
   })
 
+  it('moves dead letters to the deadLetter queue with their history in headers, also after a restart', async () => {
+    await h.queues.put('dlq')
+    await expect(h.queues.put('jobs', { deadLetter: 'jobs' })).rejects.toBeInstanceOf(InvalidArgument)
+    await h.queues.put('jobs', { maxDeliveries: 1, visibilityTimeoutMs: 1000, deadLetter: 'dlq' })
+    await h.queues.push('jobs', [{ payload: text('a'), headers: { k: 'v' }, priority: 7 }, { payload: text('b') }])
+    const [a] = await h.queues.receive('jobs')
+    await h.queues.nack('jobs', [a.receipt], { reason: 'boom' })
+    await waitFor(() => h.queues.info('dlq').stats.ready === 1)
+    expect(h.queues.info('jobs').stats).toMatchObject({ dead: 0, deadLettered: 1 })
+    const [moved] = await h.queues.receive('dlq')
+    expect(moved.payload.toString()).toBe('a')
+    expect(moved).toMatchObject({ priority: 7, deliveries: 1 })
+    expect(moved.headers).toMatchObject({ k: 'v', 'x-dead-letter-queue': 'jobs', 'x-dead-letter-id': a.id, 'x-dead-letter-deliveries': '1', 'x-dead-letter-error': 'boom' })
+    expect(moved.headers['x-dead-letter-reason']).toMatch(/maxDeliveries/)
+
+    // the target is gone: dead letters stay in the queue's own list
+    await h.queues.delete('dlq')
+    const [b] = await h.queues.receive('jobs')
+    h.clock.advance(1000)
+    expect(h.queues.info('jobs').stats.dead).toBe(1)
+    // ... and move once the target exists again
+    await h.queues.put('dlq')
+    await waitFor(() => h.queues.info('dlq').stats.ready === 1)
+    expect(h.queues.info('jobs').stats.dead).toBe(0)
+    const [again] = await h.queues.receive('dlq')
+    expect(again.headers['x-dead-letter-id']).toBe(b.id)
+    expect(again.headers['x-dead-letter-reason']).toMatch(/lease expired/)
+  })
+
+  it('a dead letter still waiting to be moved at a stop is moved at the next start', async () => {
+    await h.queues.put('jobs', { maxDeliveries: 1 })
+    await h.queues.push('jobs', [{ payload: text('a') }])
+    const [a] = await h.queues.receive('jobs')
+    await h.queues.nack('jobs', [a.receipt], { dead: true })
+    // the deadLetter queue is set while the queue is stopped: only the start can move it
+    await h.storage.flush()
+    const dir = h.dir
+    await h.close()
+    const { Storage } = await import('../../engines/storage/storage.js')
+    const { catalogKey } = await import('../../engines/queue/codec.js')
+    const storage = await Storage.open({ dir, fsync: 'never' })
+    const p = storage.partition('queue')
+    const record = JSON.parse((await p.get(catalogKey('jobs')))!.toString()) as { settings: Record<string, unknown> }
+    record.settings.deadLetter = 'dlq'
+    await storage.write([p.put(catalogKey('jobs'), Buffer.from(JSON.stringify(record)))])
+    const dlqRecord = { qid: 99, createdAt: 0, settings: {} }
+    await storage.write([p.put(catalogKey('dlq'), Buffer.from(JSON.stringify(dlqRecord)))])
+    await storage.close()
+    const h2 = await h.restart()
+    try {
+      await waitFor(() => h2.queues.info('dlq').stats.ready === 1)
+      expect(h2.queues.info('jobs').stats.dead).toBe(0)
+      expect((await h2.queues.receive('dlq'))[0].headers['x-dead-letter-id']).toBe(a.id)
+    } finally {
+      await h2.close()
+    }
+  })
+
   it('dedups within the window and not after it', async () => {
     await h.queues.put('q', { dedupWindowMs: 60_000 })
     const [id1] = await h.queues.push('q', [{ payload: text('1'), dedupId: 'x' }])

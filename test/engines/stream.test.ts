@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
 import { createEngines, type Engines } from '../../engines/index.js'
 import { Conflict, InvalidArgument, NotFound, TooLarge } from '../../engines/errors.js'
@@ -144,6 +145,38 @@ describe('seek by time', () => {
     expect(await at(t0 + 1500)).toEqual([4])
     expect(await at(t0 + 2001)).toEqual([])
     expect((await s.read('t', { time: t0 + 2001, limit: 10 })).next).toBe(5)
+  })
+
+  it('agrees with a linear scan for any history of batches, times and retention (property)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.record({ n: fc.integer({ min: 1, max: 300 }), advance: fc.constantFrom(0, 0, 1, 7, 400, 1500) }), { minLength: 1, maxLength: 25 }),
+      fc.integer({ min: 0, max: 3000 }),
+      async (batches, keep) => {
+        const { engines, clock } = await open()
+        const s = engines.streams
+        const times: number[] = []
+        for (const b of batches) {
+          clock.advance(b.advance)
+          await s.append('pt', Array.from({ length: b.n }, () => msg('x')))
+          for (let i = 0; i < b.n; i++) times.push(clock.now())
+        }
+        const check = async (): Promise<void> => {
+          const first = s.info('pt').firstOffset
+          const probes = [...new Set(times.flatMap(t => [t - 1, t, t + 1]))]
+          for (const t of probes) {
+            let expected = times.length
+            for (let o = first; o < times.length; o++) if (times[o] >= t) { expected = o; break }
+            const r = await s.read('pt', { time: t, limit: 1 })
+            expect({ t, offset: r.messages[0]?.offset ?? r.next }).toEqual({ t, offset: expected })
+          }
+        }
+        await check()
+        await s.put('pt', { maxCount: Math.max(1, keep) })
+        await s.enforceRetention('pt')
+        await check()
+        await engines.close()
+        opened.splice(opened.findIndex(o => o.engines === engines), 1)[0].remove?.()
+      }), { numRuns: 25 })
   })
 
   it('keeps timestamps monotonic when the clock goes back', async () => {

@@ -30,9 +30,12 @@ describe('queues over HTTP', () => {
       settings: { visibilityTimeout: 10, maxDeliveries: 3, backoff: { type: 'exponential', base: 1, max: 60 }, retention: 86400, maxMessageBytes: 1048576, dedupWindow: 60, capture: [] },
       stats: { ready: 0, leased: 0, delayed: 0, dead: 0, pushed: 0, acked: 0, deadLettered: 0 }
     })
-    const updated = await call('PUT', '/v1/queues/orders', { backoff: null, retention: null })
+    expect((await call('PUT', '/v1/queues/orders', { deadLetter: 'orders-dead' })).body).toMatchObject({ settings: { deadLetter: 'orders-dead' } })
+    expect((await call('PUT', '/v1/queues/orders', { deadLetter: 'orders' })).status).toBe(400)
+    expect((await call('PUT', '/v1/queues/orders', { deadLetter: 'bad name' })).status).toBe(400)
+    const updated = await call('PUT', '/v1/queues/orders', { backoff: null, retention: null, deadLetter: null })
     expect(updated.status).toBe(200)
-    expect(updated.body).toMatchObject({ settings: { visibilityTimeout: 10, backoff: null, retention: null } })
+    expect(updated.body).toMatchObject({ settings: { visibilityTimeout: 10, backoff: null, retention: null, deadLetter: null } })
     const list = await call<{ queues: Array<{ name: string }> }>('GET', '/v1/queues')
     expect(list.body.queues.map(q => q.name)).toContain('orders')
     expect((await call('GET', '/v1/queues/orders')).body).toMatchObject({ name: 'orders' })

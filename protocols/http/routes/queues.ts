@@ -39,7 +39,8 @@ const settingsProperties = {
   retention: { type: ['number', 'null'], minimum: 1, maximum: LIMITS.maxRetentionMs / 1000, description: 'seconds an unconsumed message is kept (default: no limit)' },
   maxMessageBytes: { type: 'integer', minimum: 1, maximum: LIMITS.maxMessageBytes, description: 'largest payload in bytes (default 1 MiB)' },
   dedupWindow: { type: 'number', minimum: 0, maximum: LIMITS.maxDedupWindowMs / 1000, description: 'seconds a dedupId is remembered (default 300; 0 = off)' },
-  capture: { type: 'array', maxItems: LIMITS.maxCaptureFilters, items: { type: 'string', minLength: 1 }, description: 'MQTT topic filters whose publishes are pushed as messages' }
+  capture: { type: 'array', maxItems: LIMITS.maxCaptureFilters, items: { type: 'string', minLength: 1 }, description: 'MQTT topic filters whose publishes are pushed as messages' },
+  deadLetter: { type: ['string', 'null'], pattern: '^[A-Za-z0-9._-]{1,200}$', description: 'another queue that receives the dead letters (default: kept in this queue\'s own dead letters)' }
 } as const
 
 const settingsOut = {
@@ -51,7 +52,8 @@ const settingsOut = {
     retention: { type: ['number', 'null'] },
     maxMessageBytes: { type: 'integer' },
     dedupWindow: { type: 'number' },
-    capture: { type: 'array', items: { type: 'string' } }
+    capture: { type: 'array', items: { type: 'string' } },
+    deadLetter: { type: ['string', 'null'] }
   }
 } as const
 
@@ -131,6 +133,7 @@ interface SettingsBody {
   maxMessageBytes?: number
   dedupWindow?: number
   capture?: string[]
+  deadLetter?: string | null
 }
 
 interface MessageBody {
@@ -154,7 +157,8 @@ function settingsJson (s: QueueSettings): Record<string, unknown> {
     retention: s.retentionMs === null ? null : seconds(s.retentionMs),
     maxMessageBytes: s.maxMessageBytes,
     dedupWindow: seconds(s.dedupWindowMs),
-    capture: s.capture
+    capture: s.capture,
+    deadLetter: s.deadLetter
   }
 }
 
@@ -175,6 +179,7 @@ function settingsPatch (body: SettingsBody): SettingsPatch {
   if (body.maxMessageBytes !== undefined) patch.maxMessageBytes = body.maxMessageBytes
   if (body.dedupWindow !== undefined) patch.dedupWindowMs = ms(body.dedupWindow)
   if (body.capture !== undefined) patch.capture = body.capture
+  if (body.deadLetter !== undefined) patch.deadLetter = body.deadLetter
   return patch
 }
 
