@@ -1,4 +1,5 @@
 import { Level } from 'level'
+import { open as openFile, readdir } from 'node:fs/promises'
 import type { AbstractSublevel } from 'abstract-level'
 import { Unavailable } from '../errors.js'
 
@@ -80,7 +81,8 @@ interface PendingWrite { ops: WriteOp[], resolve: () => void, reject: (err: Erro
  * write() resolves once that batch is durable under the fsync policy:
  *  - always:   the batch is written with sync (fsync) before anyone is told.
  *  - interval: the batch is in the OS (survives kill -9); an fsync follows within fsyncIntervalMs
- *              (power loss can take at most that window, like Redis's appendfsync everysec).
+ *              (power loss can take at most that window, like Redis's appendfsync everysec). The fsync
+ *              runs on LevelDB's write-ahead log file in the thread pool, so writers never wait for it.
  *  - never:    the OS decides when to flush (survives kill -9, not power loss).
  */
 export class Storage {
@@ -89,7 +91,9 @@ export class Storage {
   private scheduled = false
   private inFlight: Promise<void> | null = null
   private unsynced = false
-  private lastSync = Date.now()
+  /** Bumped by every unsynced batch; a background fsync only clears `unsynced` if none came in meanwhile. */
+  private writeGeneration = 0
+  private backgroundSync: Promise<void> | null = null
   private syncTimer: NodeJS.Timeout | null = null
   private closing = false
   private readonly meta: Partition
@@ -97,7 +101,7 @@ export class Storage {
   /** Counters for /metrics: batches written and ops in them. */
   readonly stats = { batches: 0, ops: 0, syncs: 0 }
 
-  private constructor (private readonly db: Db, readonly options: StorageOptions) {
+  private constructor (private readonly db: Db, private readonly dbDir: string, readonly options: StorageOptions) {
     this.intervalMs = options.fsyncIntervalMs ?? 100
     this.meta = this.partition('_meta')
     if (options.fsync === 'interval') {
@@ -107,7 +111,8 @@ export class Storage {
   }
 
   static async open (options: StorageOptions): Promise<Storage> {
-    const db: Db = new Level<Buffer, Buffer>(`${options.dir}/db`, BUFFER_ENCODING)
+    const dbDir = `${options.dir}/db`
+    const db: Db = new Level<Buffer, Buffer>(dbDir, BUFFER_ENCODING)
     try {
       await db.open({ createIfMissing: true })
     } catch (err) {
@@ -117,7 +122,7 @@ export class Storage {
       }
       throw new Unavailable(`cannot open the database in ${options.dir}: ${cause?.message ?? (err as Error).message}`)
     }
-    return new Storage(db, options)
+    return new Storage(db, dbDir, options)
   }
 
   /** The partition (sublevel) of one engine; the same name always gives the same partition. */
@@ -153,8 +158,7 @@ export class Storage {
     if (this.pending.length === 0 || this.inFlight !== null) return
     const group = this.pending
     this.pending = []
-    const sync = this.options.fsync === 'always' ||
-      (this.options.fsync === 'interval' && Date.now() - this.lastSync >= this.intervalMs)
+    const sync = this.options.fsync === 'always'
     const batch = []
     for (const w of group) {
       for (const op of w.ops) {
@@ -169,7 +173,10 @@ export class Storage {
       this.stats.batches++
       this.stats.ops += batch.length
       if (sync) this.markSynced()
-      else this.unsynced = true
+      else {
+        this.unsynced = true
+        this.writeGeneration++
+      }
       for (const w of group) w.resolve()
     }, (err: Error) => {
       for (const w of group) w.reject(new Unavailable(`write failed: ${err.message}`))
@@ -182,24 +189,41 @@ export class Storage {
 
   private markSynced (): void {
     this.unsynced = false
-    this.lastSync = Date.now()
     this.stats.syncs++
   }
 
-  /** With fsync `interval`: an fsync (a tiny synced write to the meta partition) when writes are unsynced. */
+  /**
+   * With fsync `interval`: fdatasync of LevelDB's current write-ahead log (the newest *.log) from the
+   * thread pool. fsync works per file, not per descriptor, so this flushes what LevelDB wrote through its
+   * own descriptor without holding up its writers. Older logs are no concern: LevelDB turns a full log into
+   * a table file and syncs that itself before it drops the log.
+   */
   private syncIfDirty (): void {
-    if (!this.unsynced || this.inFlight !== null || this.pending.length > 0) return
-    if (Date.now() - this.lastSync < this.intervalMs) return
-    this.inFlight = this.db.batch([{ type: 'put', sublevel: this.meta.sublevel, key: Buffer.from('sync'), value: Buffer.alloc(0) }], { sync: true })
-      .then(() => { this.markSynced() }, () => { /* retried at the next tick of the timer */ })
-      .finally(() => {
-        this.inFlight = null
-        if (this.pending.length > 0) this.flushPending()
-      })
+    if (!this.unsynced || this.backgroundSync !== null || this.closing) return
+    const generation = this.writeGeneration
+    this.backgroundSync = this.syncWriteAheadLog().then(() => {
+      if (this.writeGeneration === generation) this.unsynced = false
+      this.stats.syncs++
+    }, () => { /* the log was rotated away meanwhile: the next tick syncs the new one */ }).finally(() => {
+      this.backgroundSync = null
+    })
+  }
+
+  private async syncWriteAheadLog (): Promise<void> {
+    const logs = (await readdir(this.dbDir)).filter(f => /^\d+\.log$/.test(f)).sort((a, b) => parseInt(a, 10) - parseInt(b, 10))
+    const newest = logs[logs.length - 1]
+    if (newest === undefined) return
+    const file = await openFile(`${this.dbDir}/${newest}`, 'r')
+    try {
+      await file.datasync()
+    } finally {
+      await file.close()
+    }
   }
 
   /** Resolves when every write requested so far is written and fsynced. */
   async flush (): Promise<void> {
+    if (this.backgroundSync !== null) await this.backgroundSync
     while (this.inFlight !== null || this.pending.length > 0 || this.scheduled) {
       if (this.inFlight !== null) await this.inFlight
       else if (this.pending.length > 0) this.flushPending()
