@@ -336,6 +336,22 @@ describe('queue engine: long-poll', () => {
     expect(payloads(await stays)).toEqual(['m'])
   })
 
+  it('a receiver that leaves while its messages are handed out gives them back untouched', async () => {
+    await h.queues.push('q', [{ payload: text('m') }])
+    const controller = new AbortController()
+    const pending = h.queues.receive('q', { signal: controller.signal })
+    controller.abort()
+    expect(await pending).toEqual([])
+    expect(h.queues.info('q').stats).toMatchObject({ ready: 1, leased: 0 })
+    const h2 = await h.restart()
+    try {
+      // the lease was written and then given back: it does not count, also after a restart
+      expect((await h2.queues.receive('q'))[0].deliveries).toBe(1)
+    } finally {
+      await h2.close()
+    }
+  })
+
   it('wakes a waiter when a delayed message falls due or a lease runs out', async () => {
     await h.queues.put('q', { visibilityTimeoutMs: 5000 })
     await h.queues.push('q', [{ payload: text('d'), delayMs: 3000 }])
