@@ -7,7 +7,7 @@ import { ROOT, tempDir } from '../helpers.js'
 describe('npm start', () => {
   it('builds, passes flags through and serves MQTT and HTTP', async () => {
     const tmp = tempDir()
-    const child = spawn('npm', ['start', '--silent', '--', '--mqtt-port', '0', '--http-port', '0', '--data-dir', tmp.dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn('npm', ['start', '--silent', '--', '--mqtt-port', '0', '--http-port', '0', '--data-dir', tmp.dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
     const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
     const lines: string[] = []
     const outputDone = new Promise<void>(resolve => child.stdout.on('end', resolve))
@@ -27,8 +27,8 @@ describe('npm start', () => {
     expect(health.status).toBe(200)
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${listening.mqttPort}`, { reconnectPeriod: 0 })
     await client.endAsync()
-    // npm passes the signal on to the broker and exits by it; the broker itself stops cleanly
-    child.kill('SIGTERM')
+    // Ctrl-C in a terminal: SIGINT to the whole foreground process group (npm, its shell, the broker)
+    process.kill(-child.pid!, 'SIGINT')
     await exited
     await outputDone
     expect(lines.some(l => l.includes('"msg":"stopped"'))).toBe(true)
