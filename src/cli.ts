@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 import { readFileSync } from 'node:fs'
 import { ConfigError, helpText, loadConfig, type Config } from './config.js'
 import { createLogger } from './logger.js'

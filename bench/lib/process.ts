@@ -42,7 +42,8 @@ export interface RunningBroker {
  */
 export async function startTetra (extraArgs: string[] = []): Promise<RunningBroker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs], {
+  // the same V8 flag as `npm start` and the tetra bin (a larger young generation: fewer scavenges)
+  const child = spawn(process.execPath, ['--max-semi-space-size=32', join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const ports = await new Promise<{ mqttPort: number, httpPort: number }>((resolve, reject) => {
