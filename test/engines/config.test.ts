@@ -78,3 +78,14 @@ describe('tetra CLI', () => {
     expect(badEnv.stderr).toMatch(/TETRA_HTTP_PORT/)
   })
 })
+
+describe('README', () => {
+  it('documents every setting with its flag, env variable and default', async () => {
+    const { readFileSync } = await import('node:fs')
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    for (const s of SETTINGS) {
+      const row = readme.split('\n').find(line => line.startsWith(`| \`${s.flag}\` | \`${s.env}\` | \`${s.key}\` |`))
+      expect(row, `README configuration row for ${s.flag}`).toBeDefined()
+    }
+  })
+})
