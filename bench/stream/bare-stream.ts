@@ -35,7 +35,11 @@ async function main (): Promise<void> {
     request.raw.on('close', () => { closed = true })
     for (let offset = 0; !closed && offset < 100_000_000; offset++) {
       if (!raw.write(`id: ${offset}\ndata: ${JSON.stringify(message(offset))}\n\n`)) {
-        await new Promise(resolve => { raw.once('drain', resolve); raw.once('close', resolve) })
+        await new Promise<void>(resolve => {
+          const done = (): void => { raw.off('drain', done); raw.off('close', done); resolve() }
+          raw.on('drain', done)
+          raw.on('close', done)
+        })
       }
     }
     raw.end()
