@@ -45,60 +45,49 @@ export interface Engines {
 
 export async function createEngines (options: EngineOptions): Promise<Engines> {
   const clock = options.clock ?? systemClock
-  const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
-  let pubsub: PubSub
-  try {
-    pubsub = await PubSub.create()
-  } catch (err) {
-    await storage.close()
-    throw err
+  // each engine opened so far, closed in reverse order: on a failed start and on close()
+  const opened: Array<() => unknown> = []
+  const closeOpened = async (): Promise<void> => {
+    while (opened.length > 0) await opened.pop()!()
   }
-  let streams: StreamEngine
   try {
-    streams = await StreamEngine.open(storage, pubsub, clock, {
+    const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
+    opened.push(async () => { await storage.close() })
+    const pubsub = await PubSub.create()
+    opened.push(async () => { await pubsub.close() })
+    const streams = await StreamEngine.open(storage, pubsub, clock, {
       ...(options.streamAutocreate !== undefined ? { autocreate: options.streamAutocreate } : {}),
       ...(options.streamMaxMessageBytes !== undefined ? { maxMessageBytes: options.streamMaxMessageBytes } : {}),
       ...(options.streamDedupWindowMs !== undefined ? { defaultDedupWindowMs: options.streamDedupWindowMs } : {})
     })
-  } catch (err) {
-    await pubsub.close()
-    await storage.close()
-    throw err
-  }
-  let queues: QueueEngine
-  try {
-    queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true })
-  } catch (err) {
-    await streams.close()
-    await pubsub.close()
-    await storage.close()
-    throw err
-  }
-  // memory only: nothing to open or load, so it cannot fail here
-  const store = new Store({
-    clock,
-    maxMemory: options.storeMaxMemory ?? 0,
-    eviction: options.storeEviction ?? 'lru',
-    maxValueBytes: options.storeMaxValue ?? 1024 * 1024,
-    watchBacklog: options.storeWatchBacklog ?? 10_000
-  })
-  let closing = false
-  return {
-    storage,
-    pubsub,
-    store,
-    streams,
-    queues,
-    clock,
-    get ready () { return !closing && storage.isOpen },
-    async close () {
-      if (closing) return
-      closing = true
-      store.close()
-      await queues.close()
-      await streams.close()
-      await pubsub.close()
-      await storage.close()
+    opened.push(async () => { await streams.close() })
+    const queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true })
+    opened.push(async () => { await queues.close() })
+    const store = new Store({
+      clock,
+      maxMemory: options.storeMaxMemory ?? 0,
+      eviction: options.storeEviction ?? 'lru',
+      maxValueBytes: options.storeMaxValue ?? 1024 * 1024,
+      watchBacklog: options.storeWatchBacklog ?? 10_000
+    })
+    opened.push(() => { store.close() })
+    let closing = false
+    return {
+      storage,
+      pubsub,
+      store,
+      streams,
+      queues,
+      clock,
+      get ready () { return !closing && storage.isOpen },
+      async close () {
+        if (closing) return
+        closing = true
+        await closeOpened()
+      }
     }
+  } catch (err) {
+    await closeOpened()
+    throw err
   }
 }
