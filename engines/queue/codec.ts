@@ -6,8 +6,10 @@ import { InvalidArgument } from '../errors.js'
  *
  *   'Q' name                    -> queue settings (JSON, with the queue's numeric id)
  *   'D' qid 'c'                 -> counters (totals, next sequence number)
- *   'D' qid 'b' rank            -> message body (enqueue time, topic, headers, dedup id, payload); immutable
- *   'D' qid 's' rank            -> message state (ready/delayed/leased/dead, deliveries, due time, receipt token)
+ *   'D' qid 'b' rank            -> message body (enqueue and due time, topic, headers, dedup id, payload); immutable
+ *   'D' qid 's' rank            -> message state (ready/delayed/leased/dead, deliveries, due time, receipt token),
+ *                                  written from the first delivery on; without one the body's due time decides
+ *   'D' qid 'l' u64             -> lease record: the deliveries handed out by one receive (see encodeLeases)
  *   'D' qid 'd' rank            -> dead-letter index entry (empty value)
  *   'D' qid 'u' dedupId         -> dedup entry (rank + expiry)
  *
@@ -15,6 +17,11 @@ import { InvalidArgument } from '../errors.js'
  * delivery order: priority descending, then first in first out. The message id is the rank in hex.
  * Data keys start with the queue's numeric id (not its name), so a deleted queue's leftovers can never
  * be mistaken for a new queue of the same name.
+ *
+ * Which record says how a message stands: the one with the highest lease token. Tokens grow, also across
+ * restarts (the engine starts above every token it finds), and every state record carries one: the token
+ * of the delivery it ends (nack, expired lease) or a fresh one (release, redrive, dead-lettering at
+ * receive). On a tie the state record wins: it is the outcome of that delivery.
  */
 
 export const CATALOG = Buffer.from('Q')
@@ -25,6 +32,7 @@ export const KIND_BODY = 0x62 // 'b'
 export const KIND_STATE = 0x73 // 's'
 export const KIND_DEAD = 0x64 // 'd'
 export const KIND_DEDUP = 0x75 // 'u'
+export const KIND_LEASE = 0x6c // 'l'
 
 export const MAX_SEQ = 2 ** 48 - 1
 
@@ -83,8 +91,10 @@ export function rankOfKey (key: Buffer): { priority: number, seq: number } {
   return { priority: 255 - key[at], seq: key.readUIntBE(at + 2, 6) }
 }
 
+/** The rank in hex, built as a string: ids are made several times per delivered message. */
 export function messageId (priority: number, seq: number): string {
-  return rank(priority, seq).toString('hex')
+  const p = 255 - priority
+  return (p < 16 ? '0' : '') + p.toString(16) + '00' + seq.toString(16).padStart(12, '0')
 }
 
 const ID_PATTERN = /^[0-9a-f]{2}00[0-9a-f]{12}$/
@@ -100,58 +110,118 @@ export function idOfKey (key: Buffer): string {
 }
 
 /** A receipt names one delivery: the message id and the lease token of that delivery. */
-export function receiptOf (priority: number, seq: number, token: number): string {
-  return `${messageId(priority, seq)}.${token.toString(36)}`
+export function receiptOfId (id: string, token: number): string {
+  return id + '.' + token.toString(36)
 }
 
 export interface ParsedReceipt { priority: number, seq: number, token: number }
 
+/** Whether text[from, to) is all lowercase hex digits. */
+function isHex (text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
+  }
+  return true
+}
+
+/** Whether text[from, to) is all base-36 digits (0-9, a-z). */
+function isBase36 (text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 122))) return false
+  }
+  return true
+}
+
+// Receipts come by the thousand per ack request: checked char by char rather than with regexes and a
+// hex Buffer (the same rules as ID_PATTERN plus 1 to 11 base-36 token digits).
 export function parseReceipt (receipt: unknown): ParsedReceipt {
   if (typeof receipt !== 'string') throw new InvalidArgument('a receipt must be a string')
-  const dot = receipt.indexOf('.')
-  const id = dot < 0 ? undefined : parseMessageId(receipt.slice(0, dot))
-  const tokenText = dot < 0 ? '' : receipt.slice(dot + 1)
-  if (id === undefined || !/^[0-9a-z]{1,11}$/.test(tokenText)) {
+  const n = receipt.length
+  if (n < 18 || n > 28 || receipt.charCodeAt(16) !== 46 || receipt.charCodeAt(2) !== 48 || receipt.charCodeAt(3) !== 48 ||
+    !isHex(receipt, 0, 16) || !isBase36(receipt, 17, n)) {
     throw new InvalidArgument(`"${receipt.slice(0, 100)}" is not a receipt of this broker`, { receipt })
   }
-  return { ...id, token: parseInt(tokenText, 36) }
+  return {
+    priority: 255 - parseInt(receipt.slice(0, 2), 16),
+    seq: parseInt(receipt.slice(4, 16), 16),
+    token: parseInt(receipt.slice(17), 36)
+  }
 }
 
 // ---- message body ---------------------------------------------------------------------------------
 
 export interface MessageBody {
   enqueuedAt: number
+  /**
+   * When a message pushed with a delay becomes ready (0: ready at once). A message that was never
+   * delivered has no state record: its body alone says ready (or delayed until `due`), which saves a
+   * write per push.
+   */
+  due: number
+  /** The payload bytes are the compact JSON serialisation of a value (pushed as JSON over HTTP). */
+  json: boolean
   topic?: string
   headers?: Record<string, string>
   dedupId?: string
   payload: Buffer
 }
 
-export function encodeBody (m: MessageBody): Buffer {
-  const topic = m.topic === undefined ? Buffer.alloc(0) : Buffer.from(m.topic, 'utf8')
-  const headers = m.headers === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(m.headers), 'utf8')
-  const dedup = m.dedupId === undefined ? Buffer.alloc(0) : Buffer.from(m.dedupId, 'utf8')
-  const head = Buffer.allocUnsafe(8 + 4 + 4 + 2)
-  head.writeDoubleBE(m.enqueuedAt, 0)
-  head.writeUInt32BE(topic.length, 8)
-  head.writeUInt32BE(headers.length, 12)
-  head.writeUInt16BE(dedup.length, 16)
-  return Buffer.concat([head, topic, headers, dedup, m.payload])
+const BODY_HEAD = 8 + 8 + 1 + 4 + 4 + 2
+const FLAG_JSON = 1
+
+/** Bytes encodeBody needs for a message. */
+export function bodySize (m: MessageBody): number {
+  return BODY_HEAD + (m.topic === undefined ? 0 : Buffer.byteLength(m.topic)) +
+    (m.headers === undefined ? 0 : Buffer.byteLength(JSON.stringify(m.headers))) +
+    (m.dedupId === undefined ? 0 : Buffer.byteLength(m.dedupId)) + m.payload.length
+}
+
+/**
+ * Encodes a body into `into` at `offset` (exactly bodySize(m) bytes) and returns that slice, so a push
+ * batch's bodies can share one allocation.
+ */
+export function encodeBody (m: MessageBody, into?: Buffer, offset = 0): Buffer {
+  const b = into ?? Buffer.allocUnsafe(bodySize(m))
+  const headers = m.headers === undefined ? undefined : JSON.stringify(m.headers)
+  b.writeDoubleBE(m.enqueuedAt, offset)
+  b.writeDoubleBE(m.due, offset + 8)
+  b[offset + 16] = m.json ? FLAG_JSON : 0
+  let at = offset + BODY_HEAD
+  const topicLen = m.topic === undefined ? 0 : b.write(m.topic, at, 'utf8')
+  at += topicLen
+  const headersLen = headers === undefined ? 0 : b.write(headers, at, 'utf8')
+  at += headersLen
+  const dedupLen = m.dedupId === undefined ? 0 : b.write(m.dedupId, at, 'utf8')
+  at += dedupLen
+  b.writeUInt32BE(topicLen, offset + 17)
+  b.writeUInt32BE(headersLen, offset + 21)
+  b.writeUInt16BE(dedupLen, offset + 25)
+  at += m.payload.copy(b, at)
+  return b.subarray(offset, at)
 }
 
 export function decodeBody (b: Buffer): MessageBody {
   const enqueuedAt = b.readDoubleBE(0)
-  const topicLen = b.readUInt32BE(8)
-  const headersLen = b.readUInt32BE(12)
-  const dedupLen = b.readUInt16BE(16)
-  let at = 18
+  const due = b.readDoubleBE(8)
+  const json = (b[16] & FLAG_JSON) !== 0
+  const topicLen = b.readUInt32BE(17)
+  const headersLen = b.readUInt32BE(21)
+  const dedupLen = b.readUInt16BE(25)
+  let at = BODY_HEAD
   const topic = topicLen > 0 ? b.toString('utf8', at, at + topicLen) : undefined
   at += topicLen
   const headers = headersLen > 0 ? JSON.parse(b.toString('utf8', at, at + headersLen)) as Record<string, string> : undefined
   at += headersLen
   const dedupId = dedupLen > 0 ? b.toString('utf8', at, at + dedupLen) : undefined
   at += dedupLen
-  return { enqueuedAt, topic, headers, dedupId, payload: b.subarray(at) }
+  return { enqueuedAt, due, json, topic, headers, dedupId, payload: b.subarray(at) }
+}
+
+/** The enqueue time and due time of a body, without decoding the rest (used when loading a queue). */
+export function bodyTimes (b: Buffer): { enqueuedAt: number, due: number } {
+  return { enqueuedAt: b.readDoubleBE(0), due: b.readDoubleBE(8) }
 }
 
 // ---- message state --------------------------------------------------------------------------------
@@ -254,4 +324,75 @@ export function encodeDedup (id: string, expiresAt: number): Buffer {
 
 export function decodeDedup (key: Buffer, value: Buffer): { dedupId: string, id: string, expiresAt: number } {
   return { dedupId: key.toString('utf8', 6), id: value.toString('hex', 0, 8), expiresAt: value.readDoubleBE(8) }
+}
+
+// ---- lease records --------------------------------------------------------------------------------
+
+/**
+ * One receive's deliveries are written as ONE record (not a state record per message): what a restart
+ * needs of a delivery is its count, first delivery time and last error (a lease itself does not survive
+ * a restart). The record is deleted with the last of its leases to end; until then, entries of leases
+ * that ended are outranked by the state record their end wrote (same token) or by the message being gone.
+ */
+export interface LeaseEntry {
+  priority: number
+  seq: number
+  token: number
+  deliveries: number
+  firstDeliveredAt: number
+  lastError?: string
+}
+
+export function leaseKey (qid: number, id: number): Buffer {
+  const b = Buffer.allocUnsafe(14)
+  b[0] = DATA[0]
+  b.writeUInt32BE(qid, 1)
+  b[5] = KIND_LEASE
+  b.writeUIntBE(Math.floor(id / 2 ** 32), 6, 4)
+  b.writeUInt32BE(id % 2 ** 32, 10)
+  return b
+}
+
+export function leaseIdOfKey (key: Buffer): number {
+  return key.readUInt32BE(key.length - 8) * 2 ** 32 + key.readUInt32BE(key.length - 4)
+}
+
+const LEASE_ENTRY = 1 + 6 + 8 + 4 + 8 + 2
+
+export function encodeLeases (entries: LeaseEntry[]): Buffer {
+  const errors = entries.map(e => clip(e.lastError))
+  let size = 0
+  for (const e of errors) size += LEASE_ENTRY + e.length
+  const b = Buffer.allocUnsafe(size)
+  let at = 0
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]
+    b[at] = e.priority
+    b.writeUIntBE(e.seq, at + 1, 6)
+    b.writeDoubleBE(e.token, at + 7)
+    b.writeUInt32BE(e.deliveries, at + 15)
+    b.writeDoubleBE(e.firstDeliveredAt, at + 19)
+    b.writeUInt16BE(errors[i].length, at + 27)
+    errors[i].copy(b, at + 29)
+    at += LEASE_ENTRY + errors[i].length
+  }
+  return b
+}
+
+export function decodeLeases (b: Buffer): LeaseEntry[] {
+  const out: LeaseEntry[] = []
+  let at = 0
+  while (at + LEASE_ENTRY <= b.length) {
+    const errorLen = b.readUInt16BE(at + 27)
+    out.push({
+      priority: b[at],
+      seq: b.readUIntBE(at + 1, 6),
+      token: b.readDoubleBE(at + 7),
+      deliveries: b.readUInt32BE(at + 15),
+      firstDeliveredAt: b.readDoubleBE(at + 19),
+      lastError: errorLen > 0 ? b.toString('utf8', at + 29, at + 29 + errorLen) : undefined
+    })
+    at += LEASE_ENTRY + errorLen
+  }
+  return out
 }

@@ -5,12 +5,12 @@ import { prefixEnd } from '../storage/keys.js'
 import { InvalidArgument, NotFound, TooLarge, Unavailable } from '../errors.js'
 import {
   CATALOG, DATA, catalogName, KIND_BODY, KIND_COUNTERS, KIND_DEAD, KIND_DEDUP, KIND_STATE, MAX_SEQ, Status,
-  catalogKey, dataPrefix, decodeBody, decodeCounters, decodeDedup, decodeState, dedupKey, encodeBody,
-  encodeCounters, encodeDedup, encodeState, idOfKey, kindPrefix, messageId, messageKey, parseMessageId,
-  parseReceipt, rankOfKey, receiptOf, type MessageState, type ParsedReceipt, type QueueCounters
+  bodySize, bodyTimes, catalogKey, dataPrefix, decodeBody, decodeCounters, decodeDedup, decodeState, dedupKey, encodeBody,
+  encodeCounters, encodeDedup, encodeLeases, encodeState, idOfKey, decodeLeases, KIND_LEASE, leaseIdOfKey, leaseKey, kindPrefix, messageId, messageKey, parseMessageId,
+  parseReceipt, rankOfKey, receiptOfId, type LeaseEntry, type MessageBody, type MessageState, type ParsedReceipt, type QueueCounters
 } from './codec.js'
 import { DEFAULT_SETTINGS, LIMITS, applySettings, backoffDelay, validateQueueName, type QueueSettings, type SettingsPatch } from './settings.js'
-import { QueueState, type DeliveryHistory, type Lease, type Waiter } from './state.js'
+import { BODY_CACHE_BYTES, QueueState, type DeliveryHistory, type Lease, type LeaseRecord, type Waiter } from './state.js'
 
 export interface QueueEngineOptions {
   storage: Storage
@@ -33,6 +33,8 @@ export interface PushMessage {
   headers?: Record<string, string>
   /** The MQTT topic of a captured publish. */
   topic?: string
+  /** The payload is the compact JSON serialisation of a value: a receiver gets it as JSON without re-parsing it. */
+  json?: boolean
 }
 
 export interface ReceiveOptions {
@@ -52,6 +54,8 @@ export interface Delivery {
   payload: Buffer
   headers: Record<string, string>
   topic?: string
+  /** The payload is the compact JSON serialisation of a value (see PushMessage.json). */
+  json: boolean
   priority: number
   deliveries: number
   enqueuedAt: number
@@ -105,6 +109,10 @@ export interface DeadLetter {
 
 interface StoredQueue { qid: number, createdAt: number, settings: QueueSettings }
 
+/** A lease's record before deliver() writes one. */
+const NO_RECORD: LeaseRecord = { id: -1, open: 0 }
+
+const EMPTY = Buffer.alloc(0)
 const PAGE = 1000
 const DELETE_CHUNK = 10_000
 /** Timers further out than this are re-armed when they fire (setTimeout's limit is 2^31 - 1 ms). */
@@ -217,12 +225,20 @@ export class QueueEngine {
     this.pruneDedup(q, now, ops)
     const ids: string[] = []
     const waitFor: Array<Promise<void>> = []
-    const added: Array<{ priority: number, seq: number, due: number, body: Buffer }> = []
+    const added: Array<{ priority: number, seq: number, due: number, body: MessageBody, encoded: Buffer }> = []
     const newDedup: string[] = []
-    let markDurable: () => void = () => {}
-    let markFailed: () => void = () => {}
-    const durable = new Promise<void>((resolve, reject) => { markDurable = resolve; markFailed = reject })
-    durable.catch(() => { /* the pusher gets the error; duplicates waiting on it see it too */ })
+    // a later duplicate's reply waits for this push to be durable: made only when a dedup id is remembered
+    let durable: { promise: Promise<void>, resolve: () => void, reject: () => void } | undefined
+    const durableSignal = (): Promise<void> => {
+      if (durable === undefined) {
+        let resolve: () => void = () => {}
+        let reject: () => void = () => {}
+        const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+        promise.catch(() => { /* the pusher gets the error; duplicates waiting on it see it too */ })
+        durable = { promise, resolve, reject }
+      }
+      return durable.promise
+    }
     for (const m of messages) {
       if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
         const seen = q.dedup.get(m.dedupId)
@@ -239,28 +255,35 @@ export class QueueEngine {
       const due = delay > 0 ? now + delay : 0
       const id = messageId(priority, seq)
       ids.push(id)
-      const body = encodeBody({ enqueuedAt: now, topic: m.topic, headers: m.headers, dedupId: m.dedupId, payload: m.payload })
-      added.push({ priority, seq, due, body })
-      ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, priority, seq), body))
-      ops.push(this.stateOp(q, priority, seq, {
-        status: due > 0 ? Status.Delayed : Status.Ready, deliveries: 0, enqueuedAt: now, firstDeliveredAt: 0, at: due, token: 0
-      }))
+      added.push({ priority, seq, due, body: { enqueuedAt: now, due, json: m.json === true, topic: m.topic, headers: m.headers, dedupId: m.dedupId, payload: m.payload }, encoded: EMPTY })
       if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
         const expiresAt = now + q.settings.dedupWindowMs
         // delete + set keeps the map in expiry order (an expired entry of the same id may still be in it)
         q.dedup.delete(m.dedupId)
-        q.dedup.set(m.dedupId, { id, expiresAt, durable })
+        q.dedup.set(m.dedupId, { id, expiresAt, durable: durableSignal() })
         newDedup.push(m.dedupId)
         ops.push(this.partition.put(dedupKey(q.qid, m.dedupId), encodeDedup(id, expiresAt)))
       }
+    }
+    // The bodies of one push share one allocation of their exact size: kept in memory (QueueState.bodies),
+    // slices of Node's shared 8 KB buffer pool would each hold a whole pool block alive.
+    let size = 0
+    for (const a of added) size += bodySize(a.body)
+    const arena = Buffer.allocUnsafeSlow(size)
+    let offset = 0
+    for (const a of added) {
+      // no state record: the body alone says ready (or delayed until due) until the first delivery
+      a.encoded = encodeBody(a.body, arena, offset)
+      offset += a.encoded.length
+      ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, a.priority, a.seq), a.encoded))
     }
     q.counters.pushed += added.length
     if (added.length > 0) ops.push(this.countersOp(q))
     for (const op of extraOps) ops.push(op)
     const written = this.storage.write(ops)
-    // visible at once (see QueueState.pendingBodies): a waiting receiver's lease joins this write's batch
+    // visible at once (see QueueState.bodies): a waiting receiver's lease joins this write's batch
     for (const a of added) {
-      q.pendingBodies.set(a.seq, a.body)
+      q.keepBody(a.seq, a.encoded)
       if (a.due > 0) q.addDelayed(a.due, a.priority, a.seq, now)
       else q.addReady(a.priority, a.seq, now)
     }
@@ -268,16 +291,19 @@ export class QueueEngine {
     this.schedule(q)
     try {
       await written
-      markDurable()
+      durable?.resolve()
     } catch (err) {
-      markFailed()
+      durable?.reject()
       for (const d of newDedup) q.dedup.delete(d)
-      for (const a of added) q.lost.add(a.seq)
+      for (const a of added) {
+        q.lost.add(a.seq)
+        q.takeBody(a.seq)
+      }
       q.counters.pushed -= added.length
       throw err
-    } finally {
-      for (const a of added) q.pendingBodies.delete(a.seq)
     }
+    // durable now: the bodies stay in memory only within the cache budget
+    if (q.bodyBytes > BODY_CACHE_BYTES) for (const a of added) q.takeBody(a.seq)
     if (waitFor.length > 0) await Promise.all(waitFor)
     if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
     return ids
@@ -385,7 +411,7 @@ export class QueueEngine {
       if (history !== undefined) q.history.delete(seq)
       // a message that came back without a consumer's verdict (restart) or whose queue lowered maxDeliveries
       if (history !== undefined && history.deliveries >= q.settings.maxDeliveries) {
-        this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached`, now, ops)
+        this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached`, now, this.nextToken++, ops)
         continue
       }
       const lease: Lease = {
@@ -398,6 +424,7 @@ export class QueueEngine {
         enqueuedAt,
         lastError: history?.lastError,
         previous: history,
+        record: NO_RECORD,
         heapIndex: -1
       }
       q.addLease(lease)
@@ -414,8 +441,11 @@ export class QueueEngine {
    */
   private async deliver (q: QueueState, leases: Lease[], signal: AbortSignal | undefined): Promise<Delivery[]> {
     if (leases.length === 0) return []
-    const written = this.storage.write(leases.map(l => this.leaseOp(q, l)))
-    const bodies: Array<Buffer | undefined> = leases.map(l => q.pendingBodies.get(l.seq))
+    // one lease record for the whole receive (see codec.ts encodeLeases)
+    const record = { id: q.nextLeaseRecord++, open: leases.length }
+    for (const l of leases) l.record = record
+    const written = this.storage.write([this.partition.put(leaseKey(q.qid, record.id), encodeLeases(leases))])
+    const bodies: Array<Buffer | undefined> = leases.map(l => q.takeBody(l.seq))
     const missing: number[] = []
     for (let i = 0; i < bodies.length; i++) if (bodies[i] === undefined) missing.push(i)
     const read = missing.length === 0
@@ -437,17 +467,19 @@ export class QueueEngine {
       // the lease ended meanwhile (a very short visibility timeout): not handed out
       if (q.leases.get(l.seq) !== l) continue
       if (raw === undefined) {
-        q.removeLease(l)
+        this.endLease(q, l, orphans)
         orphans.push(this.partition.del(messageKey(q.qid, KIND_STATE, l.priority, l.seq)))
         continue
       }
       const body = decodeBody(raw)
+      const id = messageId(l.priority, l.seq)
       out.push({
-        id: messageId(l.priority, l.seq),
-        receipt: receiptOf(l.priority, l.seq, l.token),
+        id,
+        receipt: receiptOfId(id, l.token),
         payload: body.payload,
         headers: body.headers ?? {},
         topic: body.topic,
+        json: body.json,
         priority: l.priority,
         deliveries: l.deliveries,
         enqueuedAt: l.enqueuedAt,
@@ -459,10 +491,10 @@ export class QueueEngine {
     return out
   }
 
-  private leaseOp (q: QueueState, l: Lease): WriteOp {
-    return this.stateOp(q, l.priority, l.seq, {
-      status: Status.Leased, deliveries: l.deliveries, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.firstDeliveredAt, at: l.until, token: l.token, lastError: l.lastError
-    })
+  /** Ends a lease in memory; the last lease of a lease record to end deletes the record (in `ops`). */
+  private endLease (q: QueueState, l: Lease, ops: WriteOp[]): void {
+    q.removeLease(l)
+    if (--l.record.open === 0) ops.push(this.partition.del(leaseKey(q.qid, l.record.id)))
   }
 
   /**
@@ -474,14 +506,16 @@ export class QueueEngine {
     const ops: WriteOp[] = []
     for (const l of leases) {
       if (q.leases.get(l.seq) !== l) continue
-      q.removeLease(l)
-      if (l.previous !== undefined) q.history.set(l.seq, l.previous)
+      this.endLease(q, l, ops)
       q.addReady(l.priority, l.seq, l.enqueuedAt)
       if (written) {
+        // a fresh token outranks the lease record's entry
+        const previous = l.previous ?? { deliveries: 0, firstDeliveredAt: 0 }
+        q.history.set(l.seq, previous)
         ops.push(this.stateOp(q, l.priority, l.seq, {
-          status: Status.Ready, deliveries: l.previous?.deliveries ?? 0, enqueuedAt: l.enqueuedAt, firstDeliveredAt: l.previous?.firstDeliveredAt ?? 0, at: 0, token: 0, lastError: l.previous?.lastError
+          status: Status.Ready, deliveries: previous.deliveries, enqueuedAt: l.enqueuedAt, firstDeliveredAt: previous.firstDeliveredAt, at: 0, token: this.nextToken++, lastError: previous.lastError
         }))
-      }
+      } else if (l.previous !== undefined) q.history.set(l.seq, l.previous)
     }
     this.background(q, ops)
     this.dispatch(q)
@@ -521,8 +555,10 @@ export class QueueEngine {
         failed.push(i)
         continue
       }
-      q.removeLease(lease)
-      ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, p.priority, p.seq)), this.partition.del(messageKey(q.qid, KIND_STATE, p.priority, p.seq)))
+      this.endLease(q, lease, ops)
+      ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, p.priority, p.seq)))
+      // a message delivered for the first time has no state record (its lease is in the lease record)
+      if (lease.previous !== undefined) ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, p.priority, p.seq)))
       q.counters.acked++
       results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'acked' }
     }
@@ -553,7 +589,7 @@ export class QueueEngine {
         failed.push(i)
         continue
       }
-      q.removeLease(lease)
+      this.endLease(q, lease, ops)
       const outcome = this.afterDelivery(q, lease, now, ops, { delayMs, dead: dead === true, reason, cause: 'nacked' })
       results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), ...outcome }
     }
@@ -587,12 +623,11 @@ export class QueueEngine {
         failed.push(i)
         continue
       }
+      // nothing to write: a lease's end time does not survive a restart (the message is ready again then)
       lease.until = now + visibilityMs
       q.leaseHeap.update(lease)
-      ops.push(this.leaseOp(q, lease))
       results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'extended', at: lease.until }
     }
-    if (ops.length > 0) await this.storage.write(ops)
     this.schedule(q)
     await this.explainFailures(q, receipts, parsed, failed, results)
     return results
@@ -618,9 +653,10 @@ export class QueueEngine {
     if (failed.length === 0) return
     const handled = new Set<number>()
     for (const r of results) if (r !== undefined) handled.add(parseMessageId(r.id)?.seq ?? -1)
-    const states = await this.partition.getMany(failed.map(i => messageKey(q.qid, KIND_STATE, parsed[i].priority, parsed[i].seq)))
+    // every message has a body record (a state record only once delivered)
+    const bodies = await this.partition.getMany(failed.map(i => messageKey(q.qid, KIND_BODY, parsed[i].priority, parsed[i].seq)))
     failed.forEach((i, k) => {
-      const exists = states[k] !== undefined || handled.has(parsed[i].seq)
+      const exists = bodies[k] !== undefined || handled.has(parsed[i].seq)
       results[i] = { receipt: receipts[i], id: messageId(parsed[i].priority, parsed[i].seq), status: exists ? 'stale' : 'not_found' }
     })
   }
@@ -633,11 +669,11 @@ export class QueueEngine {
     const history: DeliveryHistory = { deliveries: lease.deliveries, firstDeliveredAt: lease.firstDeliveredAt, lastError: how.reason ?? lease.lastError }
     const { priority, seq, enqueuedAt } = lease
     if (how.dead) {
-      this.deadLetter(q, priority, seq, enqueuedAt, history, how.reason !== undefined ? `nacked to dead letter: ${how.reason}` : 'nacked to dead letter', now, ops)
+      this.deadLetter(q, priority, seq, enqueuedAt, history, how.reason !== undefined ? `nacked to dead letter: ${how.reason}` : 'nacked to dead letter', now, lease.token, ops)
       return { status: 'dead' }
     }
     if (lease.deliveries >= q.settings.maxDeliveries) {
-      this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached; last delivery ${how.cause}`, now, ops)
+      this.deadLetter(q, priority, seq, enqueuedAt, history, `maxDeliveries (${q.settings.maxDeliveries}) reached; last delivery ${how.cause}`, now, lease.token, ops)
       return { status: 'dead' }
     }
     const delay = how.delayMs ?? backoffDelay(q.settings.backoff, lease.deliveries)
@@ -653,8 +689,10 @@ export class QueueEngine {
     return { status: 'ready' }
   }
 
-  private deadLetter (q: QueueState, priority: number, seq: number, enqueuedAt: number, history: DeliveryHistory, reason: string, now: number, ops: WriteOp[]): void {
-    ops.push(this.stateOp(q, priority, seq, { status: Status.Dead, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: now, token: 0, reason, lastError: history.lastError }))
+  /** `token`: of the delivery that ends here, or a fresh one (see codec.ts on which record counts). */
+  private deadLetter (q: QueueState, priority: number, seq: number, enqueuedAt: number, history: DeliveryHistory, reason: string, now: number, token: number, ops: WriteOp[]): void {
+    q.takeBody(seq)
+    ops.push(this.stateOp(q, priority, seq, { status: Status.Dead, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: now, token, reason, lastError: history.lastError }))
     ops.push(this.partition.put(messageKey(q.qid, KIND_DEAD, priority, seq), Buffer.alloc(0)))
     q.deadCount++
     q.counters.deadLettered++
@@ -663,6 +701,7 @@ export class QueueEngine {
 
   private expire (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
     q.history.delete(seq)
+    q.takeBody(seq)
     ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)), this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
     q.counters.expired++
   }
@@ -684,7 +723,7 @@ export class QueueEngine {
       else q.addReady(priority, seq, enqueuedAt)
     }
     for (let lease = q.leaseHeap.peek(); lease !== undefined && lease.until <= now; lease = q.leaseHeap.peek()) {
-      q.removeLease(lease)
+      this.endLease(q, lease, ops)
       this.afterDelivery(q, lease, now, ops, { dead: false, cause: 'lease expired' })
     }
     if (q.settings.retentionMs !== null && q.readyCount > 0) {
@@ -834,12 +873,15 @@ export class QueueEngine {
     if (moving.length === 0) return
     const ops: WriteOp[] = []
     for (const m of moving) {
-      ops.push(this.stateOp(q, m.priority, m.seq, { status: Status.Ready, deliveries: 0, enqueuedAt: m.state.enqueuedAt, firstDeliveredAt: 0, at: 0, token: 0 }))
+      ops.push(this.stateOp(q, m.priority, m.seq, { status: Status.Ready, deliveries: 0, enqueuedAt: m.state.enqueuedAt, firstDeliveredAt: 0, at: 0, token: this.nextToken++ }))
       ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, m.priority, m.seq)))
     }
     await this.storage.write(ops)
     if (q.deleted) return
-    for (const m of moving) q.addReady(m.priority, m.seq, m.state.enqueuedAt)
+    for (const m of moving) {
+      q.addReady(m.priority, m.seq, m.state.enqueuedAt)
+      q.history.set(m.seq, { deliveries: 0, firstDeliveredAt: 0 })
+    }
     q.deadCount -= moving.length
     this.dispatch(q)
     this.schedule(q)
@@ -977,20 +1019,72 @@ export class QueueEngine {
     const settings = applySettings(DEFAULT_SETTINGS, record.settings)
     const q = new QueueState(name, record.qid, settings, record.createdAt, counters)
     let maxSeq = -1
-    const statePrefix = kindPrefix(record.qid, KIND_STATE)
-    for await (const [key, value] of this.partition.entries({ gte: statePrefix, lt: prefixEnd(statePrefix) })) {
-      const { priority, seq } = rankOfKey(key)
-      const s = decodeState(value)
-      if (seq > maxSeq) maxSeq = seq
-      if (s.status === Status.Dead) {
-        q.deadCount++
-        continue
+    // the latest delivery of each message found in lease records, and the records themselves
+    const leasePrefix = kindPrefix(record.qid, KIND_LEASE)
+    const leased = new Map<number, LeaseEntry>()
+    const leaseRecords: Buffer[] = []
+    for await (const [key, value] of this.partition.entries({ gte: leasePrefix, lt: prefixEnd(leasePrefix) })) {
+      leaseRecords.push(key)
+      q.nextLeaseRecord = Math.max(q.nextLeaseRecord, leaseIdOfKey(key) + 1)
+      for (const e of decodeLeases(value)) {
+        const seen = leased.get(e.seq)
+        if (seen === undefined || seen.token < e.token) leased.set(e.seq, e)
+        if (e.token >= this.nextToken) this.nextToken = e.token + 1
       }
-      if (s.deliveries > 0) q.history.set(seq, { deliveries: s.deliveries, firstDeliveredAt: s.firstDeliveredAt, lastError: s.lastError })
-      // a lease does not survive a restart: the message is ready again, its delivery count kept
-      if (s.status === Status.Delayed) q.addDelayed(s.at, priority, seq, s.enqueuedAt)
-      else q.addReady(priority, seq, s.enqueuedAt)
     }
+    // deliveries known only from a lease record: written as state records, then the records go
+    const fromLeases: WriteOp[] = []
+    // bodies and states in one ordered walk (both are keyed by rank); a message without a state record
+    // was never delivered: ready, or delayed until the due time its body holds
+    const bodyPrefix = kindPrefix(record.qid, KIND_BODY)
+    const statePrefix = kindPrefix(record.qid, KIND_STATE)
+    const states = this.partition.entries({ gte: statePrefix, lt: prefixEnd(statePrefix) })
+    try {
+      let nextState = await states.next()
+      for await (const [key, value] of this.partition.entries({ gte: bodyPrefix, lt: prefixEnd(bodyPrefix) })) {
+        const rank = key.subarray(key.length - 8)
+        // states without a body (none are written that way) are passed over
+        while (nextState.done !== true && Buffer.compare(nextState.value[0].subarray(nextState.value[0].length - 8), rank) < 0) nextState = await states.next()
+        const { priority, seq } = rankOfKey(key)
+        if (seq > maxSeq) maxSeq = seq
+        let stateValue: Buffer | undefined
+        if (nextState.done !== true && nextState.value[0].subarray(nextState.value[0].length - 8).equals(rank)) {
+          stateValue = nextState.value[1]
+          nextState = await states.next()
+        }
+        const s = stateValue === undefined ? undefined : decodeState(stateValue)
+        if (s !== undefined && s.token >= this.nextToken) this.nextToken = s.token + 1
+        const lease = leased.get(seq)
+        if (lease !== undefined && (s === undefined || lease.token > s.token)) {
+          // delivered last by a lease that did not end before the stop: ready again, its count kept
+          const { enqueuedAt } = bodyTimes(value)
+          const history: DeliveryHistory = { deliveries: lease.deliveries, firstDeliveredAt: lease.firstDeliveredAt, lastError: lease.lastError }
+          fromLeases.push(this.stateOp(q, priority, seq, { status: Status.Ready, enqueuedAt, at: 0, token: lease.token, ...history }))
+          q.history.set(seq, history)
+          q.addReady(priority, seq, enqueuedAt)
+          continue
+        }
+        if (s === undefined) {
+          const { enqueuedAt, due } = bodyTimes(value)
+          if (due > 0) q.addDelayed(due, priority, seq, enqueuedAt)
+          else q.addReady(priority, seq, enqueuedAt)
+          continue
+        }
+        if (s.status === Status.Dead) {
+          q.deadCount++
+          continue
+        }
+        q.history.set(seq, { deliveries: s.deliveries, firstDeliveredAt: s.firstDeliveredAt, lastError: s.lastError })
+        // a lease does not survive a restart: the message is ready again, its delivery count kept
+        if (s.status === Status.Delayed) q.addDelayed(s.at, priority, seq, s.enqueuedAt)
+        else q.addReady(priority, seq, s.enqueuedAt)
+      }
+    } finally {
+      await states.return(undefined)
+    }
+    // the state records first: a stop between the two steps leaves records that agree with each other
+    for (let i = 0; i < fromLeases.length; i += DELETE_CHUNK) await this.storage.write(fromLeases.slice(i, i + DELETE_CHUNK))
+    for (let i = 0; i < leaseRecords.length; i += DELETE_CHUNK) await this.storage.write(leaseRecords.slice(i, i + DELETE_CHUNK).map(k => this.partition.del(k)))
     counters.nextSeq = Math.max(counters.nextSeq, maxSeq + 1)
     const now = this.clock.now()
     const dedupPrefix = kindPrefix(record.qid, KIND_DEDUP)

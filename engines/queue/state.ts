@@ -3,6 +3,14 @@ import { IndexedHeap, TupleHeap, type HeapItem } from './heap.js'
 import type { QueueCounters } from './codec.js'
 import type { QueueSettings } from './settings.js'
 
+/**
+ * Most bytes of durable message bodies kept in memory per queue (see QueueState.bodies): enough for a
+ * consumer that is tens of thousands of small messages behind, small next to the RSS budget.
+ */
+export const BODY_CACHE_BYTES = 16 * 1024 * 1024
+/** A map entry and a Buffer object cost about this much besides the bytes. */
+const BODY_ENTRY_OVERHEAD = 160
+
 /** One delivery of a message: held in memory from the moment it is handed out until ack, nack or expiry. */
 export interface Lease extends HeapItem {
   seq: number
@@ -15,8 +23,19 @@ export interface Lease extends HeapItem {
   firstDeliveredAt: number
   enqueuedAt: number
   lastError?: string
-  /** What the message looked like before this delivery, to put it back untouched if the receiver left. */
+  /**
+   * What the message looked like before this delivery, to put it back untouched if the receiver left.
+   * Defined exactly when the message has a state record (see QueueState.history).
+   */
   previous: DeliveryHistory | undefined
+  /** The lease record this delivery was written in. */
+  record: LeaseRecord
+}
+
+/** One written lease record (codec.ts encodeLeases) and how many of its leases have not ended yet. */
+export interface LeaseRecord {
+  id: number
+  open: number
 }
 
 /** Kept for ready and delayed messages that were delivered before (the rest start from zero). */
@@ -55,7 +74,13 @@ export class QueueState {
   readonly delayed = new TupleHeap(4)
   readonly leases = new Map<number, Lease>()
   readonly leaseHeap = new IndexedHeap<Lease>((a, b) => a.until < b.until || (a.until === b.until && a.seq < b.seq))
+  /**
+   * Waiting messages that have a state record, with the delivery history it holds; one that is not here
+   * was never delivered (its body alone describes it), so acking it deletes no state record.
+   */
   readonly history = new Map<number, DeliveryHistory>()
+  /** Id of the next lease record. */
+  nextLeaseRecord = 0
   deadCount = 0
   readonly dedup = new Map<string, DedupEntry>()
   waiters: Waiter[] = []
@@ -66,11 +91,17 @@ export class QueueState {
   /** Serialises dead-letter maintenance (redrive, purge of dead letters). */
   deadLock: Promise<unknown> = Promise.resolve()
   /**
-   * Encoded bodies of pushes whose write is not yet durable, by seq. Such messages can already be leased:
-   * the lease is written after the push (same or later batch), so no consumer hears of a message before
-   * it is durable, and a waiting receiver is served in the same group commit as the push.
+   * Encoded bodies of waiting messages kept in memory, by seq, so a consumer that keeps up never reads
+   * LevelDB (a read costs far more than a map lookup). Two kinds share the map:
+   *  - bodies of pushes whose write is not yet durable, always kept: such messages can already be leased
+   *    (the lease is written after the push, in the same or a later batch, so no consumer hears of a
+   *    message before it is durable, and a waiting receiver is served in the same group commit as the push);
+   *  - once durable, kept while the map holds at most BODY_CACHE_BYTES, else dropped (read from LevelDB then).
+   * A body leaves the map when its message is delivered, acked, expired, dead-lettered or purged.
    */
-  readonly pendingBodies = new Map<number, Buffer>()
+  readonly bodies = new Map<number, Buffer>()
+  /** Bytes the bodies map holds (payloads plus a per-entry overhead estimate). */
+  bodyBytes = 0
   /** Messages whose push write failed: skipped when they come up. */
   readonly lost = new Set<number>()
   /** Dead letters were made that the deadLetter setting sends to another queue. */
@@ -83,6 +114,21 @@ export class QueueState {
     readonly createdAt: number,
     readonly counters: QueueCounters
   ) {}
+
+  keepBody (seq: number, body: Buffer): void {
+    this.bodies.set(seq, body)
+    this.bodyBytes += body.length + BODY_ENTRY_OVERHEAD
+  }
+
+  /** Takes a body out of the map (undefined when it is not there). */
+  takeBody (seq: number): Buffer | undefined {
+    const body = this.bodies.get(seq)
+    if (body !== undefined) {
+      this.bodies.delete(seq)
+      this.bodyBytes -= body.length + BODY_ENTRY_OVERHEAD
+    }
+    return body
+  }
 
   addReady (priority: number, seq: number, enqueuedAt: number): void {
     let heap = this.ready[priority]
@@ -141,6 +187,9 @@ export class QueueState {
     this.readyCount = 0
     this.topPriority = -1
     this.history.clear()
+    // leased messages' bodies were taken out when they were delivered: what is left belongs to these
+    this.bodies.clear()
+    this.bodyBytes = 0
     return out
   }
 

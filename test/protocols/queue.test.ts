@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
+import { encodePayload } from '../../protocols/http/payload.js'
 
 let broker: TestBroker
 beforeAll(async () => { broker = await startTestBroker() })
@@ -42,6 +43,29 @@ describe('queues over HTTP', () => {
     expect((await call('DELETE', '/v1/queues/orders')).status).toBe(204)
     expect((await call('GET', '/v1/queues/orders')).status).toBe(404)
     expect((await call('DELETE', '/v1/queues/orders')).status).toBe(404)
+  })
+
+  it('a received payload has the form encodePayload gives its bytes, whichever way it was pushed', async () => {
+    const pushed = [
+      { payload: { b: 1, 10: 'x', s: 'é ✓ \u007f', big: 1e21, neg: -0.5, nested: [null, true, { '': '' }] } },
+      { payload: 'a JSON string with a DEL \u007f byte' },
+      { payload: 12.5, encoding: 'json' },
+      { payload: '{"a":1}', encoding: 'utf8' },
+      { payload: '{ "a": 1 }', encoding: 'utf8' },
+      { payload: 'AAEC/w==', encoding: 'base64' },
+      { payload: 'eyJhIjoxfQ==', encoding: 'base64' }
+    ] as const
+    expect((await call('POST', '/v1/queues/forms/messages', { messages: pushed })).status).toBe(200)
+    const got = await call<{ messages: Msg[] }>('POST', '/v1/queues/forms/receive', { max: 10 })
+    const forms = got.body.messages.map(m => ({ payload: m.payload, encoding: m.encoding }))
+    const expected = pushed.map(p => {
+      const bytes = 'encoding' in p && p.encoding !== 'json' ? Buffer.from(p.payload as string, p.encoding) : Buffer.from(JSON.stringify(p.payload))
+      return { encoding: undefined, ...encodePayload(bytes) }
+    })
+    expect(forms).toEqual(expected)
+    // the DEL byte is not readable text: base64, as for any other such bytes
+    expect(forms[1].encoding).toBe('base64')
+    expect(forms[3]).toEqual({ payload: { a: 1 }, encoding: undefined })
   })
 
   it('push, receive, ack: payloads byte for byte, priorities, headers', async () => {
