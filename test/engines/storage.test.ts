@@ -90,6 +90,16 @@ describe('Storage', () => {
     expect(always.stats.syncs - s0).toBe(2)
   })
 
+  it('refuses a malformed op without writing its batch, and keeps serving later writes', async () => {
+    const { storage } = await open()
+    const p = storage.partition('p')
+    const bad = { type: 'put', partition: p, key: undefined, value: Buffer.from('x') } as unknown as Parameters<Storage['write']>[0][number]
+    await expect(storage.write([p.put(Buffer.from('same-batch'), Buffer.from('1')), bad])).rejects.toBeInstanceOf(Unavailable)
+    expect(await p.get(Buffer.from('same-batch'))).toBeUndefined()
+    await storage.write([p.put(Buffer.from('later'), Buffer.from('2'))])
+    expect((await p.get(Buffer.from('later')))?.toString()).toBe('2')
+  })
+
   it('reads back everything after close and reopen', async () => {
     const tmp = tempDir()
     cleanups.push(tmp.remove)
