@@ -13,6 +13,19 @@ export class Metrics {
   readonly sseEvents: Counter<'feed'>
   readonly sseClients: Gauge<'feed'>
 
+  /** The histogram's child per method + route + status, so a request does not hash a labels object. */
+  private readonly httpChildren = new Map<string, { observe: (seconds: number) => void }>()
+
+  observeHttp (method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`
+    let child = this.httpChildren.get(key)
+    if (child === undefined) {
+      child = this.httpDuration.labels(method, route, String(status))
+      this.httpChildren.set(key, child)
+    }
+    child.observe(seconds)
+  }
+
   constructor (engines: Engines) {
     const registry = this.registry
     collectDefaultMetrics({ register: registry })

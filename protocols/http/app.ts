@@ -36,6 +36,8 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     bodyLimit: ctx.options.httpBodyLimit,
     // keys and topics may be long; fastify's default (100) would cut them with a 414
     routerOptions: { maxParamLength: 65535 },
+    // no child logger per request: nothing is logged per request but errors, which log their route
+    childLoggerFactory: logger => logger,
     return503OnClosing: true,
     forceCloseConnections: true
   })
@@ -45,9 +47,9 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     void sendProblem(reply, problem(404, `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    ctx.metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
+  app.addHook('onResponse', (request, reply, done) => {
+    ctx.metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
+    done()
   })
 
   await app.register(swagger, {

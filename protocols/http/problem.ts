@@ -69,6 +69,6 @@ export function problemFromError (err: unknown): Problem {
 
 export function errorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const p = problemFromError(err)
-  if (p.status >= 500 && p.status !== 503 && p.status !== 507) request.log.error({ err }, 'request failed')
+  if (p.status >= 500 && p.status !== 503 && p.status !== 507) request.log.error({ err, method: request.method, url: request.url, reqId: request.id }, 'request failed')
   void sendProblem(reply, p)
 }
