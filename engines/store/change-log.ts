@@ -15,11 +15,14 @@ export class ChangeLog {
   private readonly keys: string[]
   private count = 0
   private latestId: number
+  /** The ring slot of latestId, kept as a small integer: ids are above 2^31, where % is a slow float op. */
+  private latestPos: number
 
   constructor (readonly capacity: number, startId: number) {
     this.kinds = new Uint8Array(capacity)
     this.keys = new Array<string>(capacity).fill('')
     this.latestId = startId
+    this.latestPos = startId % capacity
   }
 
   get latest (): number { return this.latestId }
@@ -28,8 +31,9 @@ export class ChangeLog {
 
   /** Records the event with id latest + 1. */
   append (kind: number, key: string): void {
-    const id = ++this.latestId
-    const pos = id % this.capacity
+    ++this.latestId
+    const pos = this.latestPos + 1 === this.capacity ? 0 : this.latestPos + 1
+    this.latestPos = pos
     this.kinds[pos] = kind
     this.keys[pos] = key
     if (this.count < this.capacity) this.count++

@@ -13,10 +13,20 @@ export class ContentTypes {
   private readonly refs: number[] = []
   private readonly freeIds: number[] = []
 
+  /** The type acquired last and its id: batches and repeated writes mostly use one type, so skip the Map. */
+  private lastName: string | undefined
+  private lastId = -1
+
   acquire (type: string): number {
+    if (type === this.lastName) {
+      this.refs[this.lastId]++
+      return this.lastId
+    }
     let id = this.ids.get(type)
     if (id !== undefined) {
       this.refs[id]++
+      this.lastName = type
+      this.lastId = id
       return id
     }
     if (type.length > MAX_CONTENT_TYPE_LENGTH) throw new InvalidArgument(`content type is longer than ${MAX_CONTENT_TYPE_LENGTH} characters`)
@@ -31,11 +41,14 @@ export class ContentTypes {
       this.refs[id] = 1
     }
     this.ids.set(type, id)
+    this.lastName = type
+    this.lastId = id
     return id
   }
 
   release (id: number): void {
     if (--this.refs[id] === 0) {
+      if (id === this.lastId) this.lastName = undefined
       this.ids.delete(this.names[id])
       this.names[id] = ''
       this.freeIds.push(id)

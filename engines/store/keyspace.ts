@@ -1,17 +1,27 @@
-import { Slab } from './slab.js'
+import { Slab, SLAB_MAX_VALUE } from './slab.js'
 import { SlotOrder } from './slot-order.js'
 
-/* Per-slot key record: 4 int32 per slot, in chunks so growing never copies. */
+/*
+ * Per-slot records: 64 bytes per slot (one cache line), in chunks so growing never copies. The first
+ * RECORD_OWN_FIELDS int32 are the keyspace's; the rest (RECORD_USER_FIELDS onwards) belong to the
+ * caller, which keeps its per-key fields there so that a lookup touches a single record.
+ */
 const CHUNK_BITS = 14
 const CHUNK_SLOTS = 1 << CHUNK_BITS
 const CHUNK_MASK = CHUNK_SLOTS - 1
-const STRIDE = 4
+/** int32 per record. */
+export const RECORD_INTS = 16
 const K_HASH = 0
+/** Slab address of the slot's item: the key's characters, then the tail (see setTail). */
 const K_ADDR = 1
 /** Length in UTF-16 code units; WIDE_FLAG set when stored as UTF-16 rather than one byte per unit. */
 const K_LEN = 2
 /** Next slot + 1 in the same hash bucket, 0 = end of chain. */
 const K_NEXT = 3
+/** Bytes of tail after the key in the item. */
+const K_TAIL = 4
+/** The first int32 of a record the caller may use (even, so a float64 can start there). */
+export const RECORD_USER_FIELDS = 6
 /** Buckets moved from the old table to the new one by every operation while a resize is under way. */
 const REHASH_STEP = 16
 const WIDE_FLAG = 0x40000000
@@ -20,21 +30,30 @@ const LEN_MASK = WIDE_FLAG - 1
 /**
  * The key -> slot index of the store, without a JavaScript object per key: a chained hash table of slot
  * numbers in Int32Arrays, key characters in a slab (one byte per character when every code unit fits,
- * else UTF-16), and the slots again in key order for scans. A million keys then cost a few typed arrays
+ * else UTF-16) followed by the caller's tail bytes (the store's value), and the slots again in key order
+ * for scans. A million keys then cost a few typed arrays
  * instead of a million strings and Map entries: less memory and nothing for the garbage collector to trace.
  * The table doubles when it holds more keys than buckets, incrementally like Redis: every operation moves
  * a few buckets of the old table, so no single call rehashes a million keys.
  */
 export class Keyspace {
-  /** Bucket -> first slot + 1 (0 = empty). */
-  private table = new Int32Array(16)
+  /**
+   * Two int32 per bucket: the first slot of its chain + 1 (0 = empty) and that slot's item address. With
+   * the address at hand, a lookup reads the key's bytes and its record at the same time (two independent
+   * cache misses overlap) instead of one after the other.
+   */
+  private table = new Int32Array(32)
+  /** Buckets - 1. */
   private mask = 15
   /** While resizing: the old table; its buckets below rehashAt have been moved. */
   private old: Int32Array | null = null
   private oldMask = 0
   private rehashAt = 0
   private count = 0
-  private readonly records: Int32Array[] = []
+  /** Record chunks as int32 and as float64 (the same memory), for the caller's fields too. */
+  readonly i32s: Int32Array[] = []
+  readonly f64s: Float64Array[] = []
+  private readonly records = this.i32s
   private readonly slab = new Slab()
   readonly order = new SlotOrder((key, slot) => this.compare(key, slot))
 
@@ -46,29 +65,41 @@ export class Keyspace {
     if (this.old !== null) {
       this.rehashStep()
       if (this.old !== null && (hash & this.oldMask) >= this.rehashAt) {
-        const slot = this.search(this.old[hash & this.oldMask], hash, key)
+        const slot = this.search(this.old, hash & this.oldMask, hash, key)
         if (slot >= 0) return slot
       }
     }
-    return this.search(this.table[hash & this.mask], hash, key)
+    return this.search(this.table, hash & this.mask, hash, key)
   }
 
-  private search (head: number, hash: number, key: string): number {
-    for (let entry = head; entry !== 0;) {
+  private search (table: Int32Array, bucket: number, hash: number, key: string): number {
+    let entry = table[2 * bucket]
+    let addr = table[2 * bucket + 1]
+    while (entry !== 0) {
       const slot = entry - 1
       const rec = this.records[slot >>> CHUNK_BITS]
-      const r = (slot & CHUNK_MASK) * STRIDE
-      if (rec[r + K_HASH] === hash && this.equals(key, rec[r + K_ADDR], rec[r + K_LEN])) return slot
+      const r = (slot & CHUNK_MASK) * RECORD_INTS
+      if (rec[r + K_HASH] === hash && this.equals(key, addr, rec[r + K_LEN])) return slot
       entry = rec[r + K_NEXT]
+      if (entry !== 0) addr = this.records[(entry - 1) >>> CHUNK_BITS][((entry - 1) & CHUNK_MASK) * RECORD_INTS + K_ADDR]
     }
     return -1
   }
 
-  /** Records key for a slot (key must not be present). */
+  /** Makes sure the record of slot exists. */
+  reserve (slot: number): void {
+    while (slot >>> CHUNK_BITS >= this.i32s.length) {
+      const chunk = new ArrayBuffer(CHUNK_SLOTS * RECORD_INTS * 4)
+      this.i32s.push(new Int32Array(chunk))
+      this.f64s.push(new Float64Array(chunk))
+    }
+  }
+
+  /** Records key for a slot (key must not be present), with an empty tail. */
   add (key: string, slot: number): void {
-    while (slot >>> CHUNK_BITS >= this.records.length) this.records.push(new Int32Array(CHUNK_SLOTS * STRIDE))
+    this.reserve(slot)
     if (this.old !== null) this.rehashStep()
-    else if (this.count + 1 > this.table.length) this.startResize()
+    else if (this.count + 1 > this.mask + 1) this.startResize()
     const hash = hashKey(key)
     let wide = false
     for (let i = 0; i < key.length; i++) {
@@ -81,14 +112,16 @@ export class Keyspace {
     const addr = this.slab.alloc(bytes)
     this.slab.page(addr).write(key, Slab.offset(addr), bytes, wide ? 'utf16le' : 'latin1')
     const rec = this.records[slot >>> CHUNK_BITS]
-    const r = (slot & CHUNK_MASK) * STRIDE
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
     rec[r + K_HASH] = hash
     rec[r + K_ADDR] = addr
     rec[r + K_LEN] = key.length | (wide ? WIDE_FLAG : 0)
+    rec[r + K_TAIL] = 0
     // new keys always go to the new table
     const bucket = hash & this.mask
-    rec[r + K_NEXT] = this.table[bucket]
-    this.table[bucket] = slot + 1
+    rec[r + K_NEXT] = this.table[2 * bucket]
+    this.table[2 * bucket] = slot + 1
+    this.table[2 * bucket + 1] = addr
     this.count++
     this.order.insert(key, slot)
   }
@@ -97,21 +130,70 @@ export class Keyspace {
   remove (slot: number): string {
     const key = this.keyOf(slot)
     const rec = this.records[slot >>> CHUNK_BITS]
-    const r = (slot & CHUNK_MASK) * STRIDE
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
     this.order.delete(slot)
     if (this.old !== null) this.rehashStep()
     const hash = rec[r + K_HASH]
     const inOld = this.old !== null && (hash & this.oldMask) >= this.rehashAt && this.unlink(this.old, hash & this.oldMask, slot)
     if (!inOld) this.unlink(this.table, hash & this.mask, slot)
     this.count--
-    const len = rec[r + K_LEN]
-    this.slab.free(rec[r + K_ADDR], (len & WIDE_FLAG) !== 0 ? (len & LEN_MASK) * 2 : len)
+    this.slab.free(rec[r + K_ADDR], keyBytes(rec[r + K_LEN]) + rec[r + K_TAIL])
+    rec[r + K_TAIL] = 0
     return key
+  }
+
+  /** Bytes of tail the item of slot holds. */
+  tailLength (slot: number): number {
+    return this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + K_TAIL]
+  }
+
+  /** Longest tail the slot's item can take: an item is at most SLAB_MAX_VALUE bytes, key included. */
+  maxTail (slot: number): number {
+    return SLAB_MAX_VALUE - keyBytes(this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + K_LEN])
+  }
+
+  /** The buffer holding the tail of slot (shared: read tailLength bytes from tailOffset only). */
+  tailBuffer (slot: number): Buffer {
+    return this.slab.page(this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + K_ADDR])
+  }
+
+  tailOffset (slot: number): number {
+    const rec = this.records[slot >>> CHUNK_BITS]
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
+    return Slab.offset(rec[r + K_ADDR]) + keyBytes(rec[r + K_LEN])
+  }
+
+  /**
+   * Stores bytes (at most maxTail(slot)) right after the key in the slot's item, so a lookup that has
+   * just compared the key finds them in the same cache lines. The item is rewritten in place when its
+   * size class does not change, else moved to an item of the right class.
+   */
+  setTail (slot: number, bytes: Uint8Array): void {
+    const rec = this.records[slot >>> CHUNK_BITS]
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
+    const addr = rec[r + K_ADDR]
+    const keyLen = keyBytes(rec[r + K_LEN])
+    const oldSize = keyLen + rec[r + K_TAIL]
+    const newSize = keyLen + bytes.length
+    if (Slab.itemSize(oldSize) === Slab.itemSize(newSize)) {
+      this.slab.page(addr).set(bytes, Slab.offset(addr) + keyLen)
+    } else {
+      const moved = this.slab.alloc(newSize)
+      const target = this.slab.page(moved)
+      const at = Slab.offset(moved)
+      const off = Slab.offset(addr)
+      this.slab.page(addr).copy(target, at, off, off + keyLen)
+      target.set(bytes, at + keyLen)
+      this.slab.free(addr, oldSize)
+      rec[r + K_ADDR] = moved
+      this.headMoved(slot, rec[r + K_HASH], moved)
+    }
+    rec[r + K_TAIL] = bytes.length
   }
 
   keyOf (slot: number): string {
     const rec = this.records[slot >>> CHUNK_BITS]
-    const r = (slot & CHUNK_MASK) * STRIDE
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
     const addr = rec[r + K_ADDR]
     const len = rec[r + K_LEN]
     const off = Slab.offset(addr)
@@ -121,7 +203,7 @@ export class Keyspace {
 
   /** Length of the key of a slot in UTF-16 code units. */
   keyLength (slot: number): number {
-    return this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * STRIDE + K_LEN] & LEN_MASK
+    return this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + K_LEN] & LEN_MASK
   }
 
   /** Slots in key order (see SlotOrder.iterate). */
@@ -145,7 +227,7 @@ export class Keyspace {
   /** Orders key against the key of slot, code unit by code unit (JavaScript string order). */
   private compare (key: string, slot: number): number {
     const rec = this.records[slot >>> CHUNK_BITS]
-    const r = (slot & CHUNK_MASK) * STRIDE
+    const r = (slot & CHUNK_MASK) * RECORD_INTS
     const addr = rec[r + K_ADDR]
     const lenField = rec[r + K_LEN]
     const len = lenField & LEN_MASK
@@ -164,13 +246,17 @@ export class Keyspace {
   /** Takes slot out of the chain of bucket in table; false when it is not there. */
   private unlink (table: Int32Array, bucket: number, slot: number): boolean {
     let prev = -1
-    for (let entry = table[bucket]; entry !== 0;) {
+    for (let entry = table[2 * bucket]; entry !== 0;) {
       const current = entry - 1
       const rec = this.records[current >>> CHUNK_BITS]
-      const r = (current & CHUNK_MASK) * STRIDE
+      const r = (current & CHUNK_MASK) * RECORD_INTS
       if (current === slot) {
-        if (prev < 0) table[bucket] = rec[r + K_NEXT]
-        else this.records[prev >>> CHUNK_BITS][(prev & CHUNK_MASK) * STRIDE + K_NEXT] = rec[r + K_NEXT]
+        const next = rec[r + K_NEXT]
+        if (prev >= 0) this.records[prev >>> CHUNK_BITS][(prev & CHUNK_MASK) * RECORD_INTS + K_NEXT] = next
+        else {
+          table[2 * bucket] = next
+          table[2 * bucket + 1] = next === 0 ? 0 : this.records[(next - 1) >>> CHUNK_BITS][((next - 1) & CHUNK_MASK) * RECORD_INTS + K_ADDR]
+        }
         return true
       }
       prev = current
@@ -179,34 +265,51 @@ export class Keyspace {
     return false
   }
 
+  /** Keeps the item address in the bucket right when the item of slot (the head of a chain?) has moved. */
+  private headMoved (slot: number, hash: number, addr: number): void {
+    const bucket = hash & this.mask
+    if (this.table[2 * bucket] === slot + 1) this.table[2 * bucket + 1] = addr
+    // buckets of the old table below rehashAt are empty, so this matches only where slot really is
+    const old = this.old
+    if (old !== null && old[2 * (hash & this.oldMask)] === slot + 1) old[2 * (hash & this.oldMask) + 1] = addr
+  }
+
   private startResize (): void {
     this.old = this.table
     this.oldMask = this.mask
     this.rehashAt = 0
     this.table = new Int32Array(this.old.length * 2)
-    this.mask = this.table.length - 1
+    this.mask = this.table.length / 2 - 1
   }
 
   /** Moves the next REHASH_STEP buckets of the old table into the new one. */
   private rehashStep (): void {
     const old = this.old!
-    const end = Math.min(old.length, this.rehashAt + REHASH_STEP)
+    const buckets = this.oldMask + 1
+    const end = Math.min(buckets, this.rehashAt + REHASH_STEP)
     for (let b = this.rehashAt; b < end; b++) {
-      for (let entry = old[b]; entry !== 0;) {
+      for (let entry = old[2 * b]; entry !== 0;) {
         const slot = entry - 1
         const rec = this.records[slot >>> CHUNK_BITS]
-        const r = (slot & CHUNK_MASK) * STRIDE
+        const r = (slot & CHUNK_MASK) * RECORD_INTS
         const next = rec[r + K_NEXT]
         const bucket = rec[r + K_HASH] & this.mask
-        rec[r + K_NEXT] = this.table[bucket]
-        this.table[bucket] = entry
+        rec[r + K_NEXT] = this.table[2 * bucket]
+        this.table[2 * bucket] = entry
+        this.table[2 * bucket + 1] = rec[r + K_ADDR]
         entry = next
       }
-      old[b] = 0
+      old[2 * b] = 0
+      old[2 * b + 1] = 0
     }
     this.rehashAt = end
-    if (end === old.length) this.old = null
+    if (end === buckets) this.old = null
   }
+}
+
+/** Bytes the characters of a key take in its item, from its K_LEN field. */
+function keyBytes (lenField: number): number {
+  return (lenField & WIDE_FLAG) !== 0 ? (lenField & LEN_MASK) * 2 : lenField
 }
 
 /** FNV-1a over UTF-16 code units with a murmur3 finaliser, so sequential keys spread over the table. */

@@ -1,9 +1,10 @@
 /**
- * Value bytes live in 1 MiB pages carved into fixed-size items by size class (like memcached's slabs)
- * instead of one Buffer per value: a Buffer object costs more than a 64-byte value itself, and a million
- * of them would double the memory of the store. Freed items go to their class's free list and are reused;
- * pages are not returned to the operating system. Values larger than SLAB_MAX_VALUE are kept by the
- * caller as their own Buffer.
+ * Key and value bytes (one item per key: its characters, then its value) live in 1 MiB pages carved into
+ * fixed-size items by size class (like memcached's slabs) instead of one Buffer per value: a Buffer object
+ * costs more than a 64-byte value itself, and a million of them would double the memory of the store.
+ * Freed items go to their class's free list and are reused; pages are not returned to the operating
+ * system. Values that do not fit in an item of SLAB_MAX_VALUE bytes are kept by the caller as their own
+ * Buffer.
  */
 const PAGE_SIZE = 1 << 20
 const GRAIN = 16
@@ -40,9 +41,6 @@ export class Slab {
   private readonly bumpPage = new Int32Array(CLASS_SIZES.length).fill(-1)
   private readonly bumpOffset = new Int32Array(CLASS_SIZES.length)
 
-  /** Bytes reserved in pages. */
-  get reservedBytes (): number { return this.pages.length * PAGE_SIZE }
-
   /** Bytes an item of this length occupies (1..SLAB_MAX_VALUE). */
   static itemSize (length: number): number {
     return CLASS_SIZES[CLASS_BY_GRAINS[(length + GRAIN - 1) >>> 4]]
@@ -53,40 +51,6 @@ export class Slab {
 
   /** The offset of the item at addr in its page. */
   static offset (addr: number): number { return (addr & 0xffff) << 4 }
-
-  /** Stores bytes (1..SLAB_MAX_VALUE long) and returns their address. */
-  store (bytes: Uint8Array): number {
-    const addr = this.alloc(bytes.length)
-    this.pages[addr >>> 16].set(bytes, (addr & 0xffff) << 4)
-    return addr
-  }
-
-  /** Overwrites the item at addr when the new length has the same class; false otherwise. */
-  rewrite (addr: number, oldLength: number, bytes: Uint8Array): boolean {
-    const c = CLASS_BY_GRAINS[(oldLength + GRAIN - 1) >>> 4]
-    if (c !== CLASS_BY_GRAINS[(bytes.length + GRAIN - 1) >>> 4]) return false
-    this.pages[addr >>> 16].set(bytes, (addr & 0xffff) << 4)
-    return true
-  }
-
-  /** A copy of the item's bytes (the item may be reused once freed). */
-  read (addr: number, length: number): Buffer {
-    const out = Buffer.allocUnsafe(length)
-    const page = this.pages[addr >>> 16]
-    const off = (addr & 0xffff) << 4
-    if (length <= 64) {
-      for (let i = 0; i < length; i++) out[i] = page[off + i]
-    } else {
-      page.copy(out, 0, off, off + length)
-    }
-    return out
-  }
-
-  /** A view of the item's bytes, valid only until the next write to the store. */
-  view (addr: number, length: number): Buffer {
-    const off = (addr & 0xffff) << 4
-    return this.pages[addr >>> 16].subarray(off, off + length)
-  }
 
   free (addr: number, length: number): void {
     this.freeLists[CLASS_BY_GRAINS[(length + GRAIN - 1) >>> 4]].push(addr)

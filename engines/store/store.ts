@@ -5,7 +5,7 @@ import { ChangeLog, KIND_CODE, type ChangeKind } from './change-log.js'
 import { ContentTypes } from './content-types.js'
 import { JsonIndex, parseJsonObject, type IndexDefinition } from './json-index.js'
 import { Slab, SLAB_MAX_VALUE } from './slab.js'
-import { Keyspace } from './keyspace.js'
+import { Keyspace, RECORD_INTS, RECORD_USER_FIELDS } from './keyspace.js'
 
 export type EvictionPolicy = 'lru' | 'none'
 export const EVICTION_POLICIES: readonly EvictionPolicy[] = ['lru', 'none']
@@ -93,26 +93,30 @@ const MAX_INDEXES = 64
 const MAX_SCAN_LIMIT = 1000
 export const INDEX_NAME_PATTERN = /^[A-Za-z0-9._-]{1,200}$/
 /**
- * Bytes accounted per key on top of its key and value bytes: the slot record (40), the key record (16),
- * the hash table and key-order entries and the rounding of the key's slab item. An estimate of what a key
+ * Bytes accounted per key on top of its key and value bytes: the slot record (64), the hash table and
+ * key-order entries and the rounding of the slab item holding key and value. An estimate of what a key
  * really costs, so that --store-max-memory is close to the memory the keyspace takes.
  */
 export const ENTRY_OVERHEAD_BYTES = 80
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+/** What valueViewOf gives for an empty value (zero bytes: nothing a reader could change). */
+const EMPTY_VALUE = Buffer.alloc(0)
 
-/* Slot record layout: 40 bytes per key, fields side by side so a lookup touches one cache line. */
-const STRIDE = 40
+/*
+ * The store's per-key fields, in the caller's part of the keyspace's 64-byte slot record: a lookup
+ * finds the key's hash, the fields and (in the item next to the key) the value in two cache misses.
+ * Fields read by every get come first.
+ */
 const CHUNK_BITS = 14
-const CHUNK_SLOTS = 1 << CHUNK_BITS
-const CHUNK_MASK = CHUNK_SLOTS - 1
-const F_REV = 0 // float64 index slot*5 + 0
-const F_EXP = 1 // float64 index slot*5 + 1: expiry epoch ms, 0 = none
-const I_ADDR = 4 // 32-bit index slot*10 + 4: slab address
-const I_LEN = 5 // value length
-const I_PREV = 6 // LRU neighbour towards the most recent, -1 = none
-const I_NEXT = 7 // LRU neighbour towards the least recent (free list link for free slots)
-const I_TTLPOS = 8 // position in the TTL array, -1 = no TTL
-const I_TYPE = 9 // content type id
+const CHUNK_MASK = (1 << CHUNK_BITS) - 1
+const F64_PER_RECORD = RECORD_INTS / 2
+const F_REV = RECORD_USER_FIELDS / 2 // float64: revision
+const F_EXP = F_REV + 1 // float64: expiry epoch ms, 0 = none
+const I_LEN = RECORD_USER_FIELDS + 4 // int32: value length (the value is in the key's item when it fits, else in `large`)
+const I_TYPE = I_LEN + 1 // content type id
+const I_TTLPOS = I_LEN + 2 // position in the TTL array, -1 = no TTL
+const I_PREV = I_LEN + 3 // LRU neighbour towards the most recent, -1 = none
+const I_NEXT = I_LEN + 4 // LRU neighbour towards the least recent (free list link for free slots)
 
 const SWEEP_SAMPLE = 20
 /** A sweep repeats while more than this share of a sample had expired (Redis uses 25%; lower is tighter). */
@@ -120,7 +124,9 @@ const SWEEP_REPEAT_SHARE = 0.1
 
 /**
  * The in-memory key-value store. A Keyspace maps keys to slot numbers and keeps them in key order (for
- * scans with stable cursors); per-slot fields live in packed record arrays; value bytes in a slab. Expiry
+ * scans with stable cursors) and holds each key's record, where the store keeps its per-key fields, and
+ * the key's slab item, where the store keeps the value right after the key (values too large for an
+ * item are Buffers of their own). Expiry
  * is checked on every read (an expired key is never served) and an active sweep samples keys with a TTL
  * the way Redis does, in slices short enough not to stall the event loop. A ring of recent events serves
  * the resumable change feed; JSON-field indexes follow every change.
@@ -135,10 +141,9 @@ export class Store {
   private readonly sweepSliceMs: number
 
   private readonly keys = new Keyspace()
-  /** Slot records in chunks of CHUNK_SLOTS: growing never copies nor over-allocates. */
-  private readonly f64s: Float64Array[] = []
-  private readonly i32s: Int32Array[] = []
-  private capacity: number
+  /** The keyspace's slot records, which hold the store's fields too. */
+  private readonly f64s = this.keys.f64s
+  private readonly i32s = this.keys.i32s
   private nextUnused = 0
   private freeSlot = -1
   private lruHead = -1
@@ -146,7 +151,6 @@ export class Store {
   private ttlSlots: Int32Array
   private ttlCount = 0
 
-  private readonly slab = new Slab()
   private readonly large = new Map<number, Buffer>()
   private readonly types = new ContentTypes()
   private readonly log: ChangeLog
@@ -158,6 +162,8 @@ export class Store {
   private misses = 0
   private evictions = 0
   private expirations = 0
+  /** Keys removed so far, for any reason: a slot number held across a removal may be stale. */
+  private removed = 0
   private sweepTimer: TimerHandle | undefined
   private closed = false
 
@@ -169,7 +175,6 @@ export class Store {
     this.lruEnabled = options.maxMemory > 0 && options.eviction === 'lru'
     this.sweepIntervalMs = options.sweepIntervalMs ?? 100
     this.sweepSliceMs = options.sweepSliceMs ?? 2
-    this.capacity = 0
     this.ttlSlots = new Int32Array(1024)
     // ids continue from the clock (µs) so revisions and event ids from before a restart are not reused
     this.log = new ChangeLog(options.watchBacklog, Math.floor(this.clock.now()) * 1000)
@@ -187,13 +192,8 @@ export class Store {
 
   /** The value, or undefined when missing or expired. */
   get (key: string): StoredValue | undefined {
-    const slot = this.live(key)
-    if (slot < 0) {
-      this.misses++
-      return undefined
-    }
-    this.hits++
-    if (this.lruEnabled) this.touch(slot)
+    const slot = this.lookup(key)
+    if (slot < 0) return undefined
     const exp = this.num(slot, F_EXP)
     return {
       value: this.readValue(slot),
@@ -202,6 +202,61 @@ export class Store {
       expiresAt: exp === 0 ? null : exp
     }
   }
+
+  /**
+   * The low-level read behind get(), for serialisers that write many values out at once: counts the hit
+   * or miss and touches the LRU like get(), and returns a handle to the key's record, or -1 when missing
+   * or expired. Read the handle with valueViewOf / revisionOf / expiresAtOf / contentTypeOf, which
+   * allocate no result object and copy no bytes. A handle (and a view read through it) is valid only
+   * until the next call that changes the store: use it synchronously, never across an await.
+   */
+  lookup (key: string): number {
+    const slot = this.live(key)
+    if (slot < 0) {
+      this.misses++
+      return -1
+    }
+    this.hits++
+    if (this.lruEnabled) this.touch(slot)
+    return slot
+  }
+
+  /** The value bytes of a handle from lookup(), without a copy (see lookup for how long it is valid). */
+  valueViewOf (handle: number): Buffer {
+    const len = this.int(handle, I_LEN)
+    if (len === 0) return EMPTY_VALUE
+    if (this.isLarge(handle, len)) return this.large.get(handle)!
+    const off = this.keys.tailOffset(handle)
+    return this.keys.tailBuffer(handle).subarray(off, off + len)
+  }
+
+  /**
+   * Where the value bytes of a handle are, without even a view object: the buffer holding them (shared
+   * with other values: read only valueLengthOf bytes from valueOffsetOf, and write nothing).
+   */
+  valueBufferOf (handle: number): Buffer {
+    const len = this.int(handle, I_LEN)
+    if (len === 0) return EMPTY_VALUE
+    if (this.isLarge(handle, len)) return this.large.get(handle)!
+    return this.keys.tailBuffer(handle)
+  }
+
+  valueOffsetOf (handle: number): number {
+    const len = this.int(handle, I_LEN)
+    return len === 0 || this.isLarge(handle, len) ? 0 : this.keys.tailOffset(handle)
+  }
+
+  valueLengthOf (handle: number): number { return this.int(handle, I_LEN) }
+
+  revisionOf (handle: number): number { return this.num(handle, F_REV) }
+
+  /** Epoch ms, or null without TTL. */
+  expiresAtOf (handle: number): number | null {
+    const exp = this.num(handle, F_EXP)
+    return exp === 0 ? null : exp
+  }
+
+  contentTypeOf (handle: number): string { return this.types.name(this.int(handle, I_TYPE)) }
 
   /** Metadata without reading the value (no hit/miss counted, no LRU touch). */
   info (key: string): KeyInfo | undefined {
@@ -230,12 +285,14 @@ export class Store {
     this.checkValue(value)
     const expiresAt = options.ttlMs !== undefined ? this.expiryFor(options.ttlMs) : undefined
     const typeId = this.types.acquire(options.contentType ?? DEFAULT_CONTENT_TYPE)
-    try {
-      const extra = entryCost(key, value.length) - (slot >= 0 ? this.slotCost(slot) : 0)
-      this.makeRoom(extra, slot >= 0 ? [slot] : [])
-    } catch (err) {
-      this.types.release(typeId)
-      throw err
+    if (this.maxMemory > 0) {
+      try {
+        const extra = entryCost(key, value.length) - (slot >= 0 ? this.slotCost(slot) : 0)
+        this.makeRoom(extra, slot >= 0 ? [slot] : [])
+      } catch (err) {
+        this.types.release(typeId)
+        throw err
+      }
     }
     if (slot < 0) slot = this.insertSlot(key)
     return { revision: this.write(slot, key, value, typeId, expiresAt ?? (options.keepTtl === true ? -1 : 0)) }
@@ -243,39 +300,57 @@ export class Store {
 
   /** All entries or none; with ifAbsent, none of the keys may exist. Later duplicates win. */
   mset (entries: readonly MsetEntry[], options: { ifAbsent?: boolean } = {}): number[] {
-    const slots: number[] = []
-    const prepared: Array<{ expiresAt: number, typeId: number }> = []
+    const n = entries.length
+    // the slot each key had when checked, so the writes need no second lookup (see below); plain arrays,
+    // as small typed arrays cost an off-heap allocation each
+    const slots: number[] = new Array<number>(n)
+    const expiries: number[] = new Array<number>(n)
+    const typeIds: number[] = new Array<number>(n)
+    let acquired = 0
+    const removedBefore = this.removed
+    // the byte count of the batch only matters under a memory cap
+    const capped = this.maxMemory > 0
+    const protectedSlots: number[] = []
+    const seen = capped ? new Map<string, number>() : undefined
     let extra = 0
-    const seen = new Map<string, number>()
     try {
-      for (const e of entries) {
+      for (let i = 0; i < n; i++) {
+        const e = entries[i]
         const slot = this.live(e.key)
+        slots[i] = slot
         if (slot < 0) validateKey(e.key)
         else {
           if (options.ifAbsent === true) throw new PreconditionFailed(`key "${e.key}" exists`, { key: e.key })
-          slots.push(slot)
+          if (capped) protectedSlots.push(slot)
         }
         this.checkValue(e.value)
-        const expiresAt = e.ttlMs !== undefined ? this.expiryFor(e.ttlMs) : 0
-        prepared.push({ expiresAt, typeId: this.types.acquire(e.contentType ?? DEFAULT_CONTENT_TYPE) })
-        const before = seen.get(e.key)
-        if (before !== undefined) extra -= before
-        else if (slot >= 0) extra -= this.slotCost(slot)
-        const cost = entryCost(e.key, e.value.length)
-        seen.set(e.key, cost)
-        extra += cost
+        expiries[i] = e.ttlMs !== undefined ? this.expiryFor(e.ttlMs) : 0
+        typeIds[i] = this.types.acquire(e.contentType ?? DEFAULT_CONTENT_TYPE)
+        acquired++
+        if (seen !== undefined) {
+          const before = seen.get(e.key)
+          if (before !== undefined) extra -= before
+          else if (slot >= 0) extra -= this.slotCost(slot)
+          const cost = entryCost(e.key, e.value.length)
+          seen.set(e.key, cost)
+          extra += cost
+        }
       }
-      this.makeRoom(extra, slots)
+      this.makeRoom(extra, protectedSlots)
     } catch (err) {
-      for (const p of prepared) this.types.release(p.typeId)
+      for (let i = 0; i < acquired; i++) this.types.release(typeIds[i])
       throw err
     }
-    const revisions: number[] = new Array(entries.length)
-    for (let i = 0; i < entries.length; i++) {
+    // A slot found above is still the key's unless some key has been removed since (expired on the way,
+    // or evicted by makeRoom): its slot may then have been freed. Keys that were absent may have been
+    // added by an earlier entry of this batch, so they are looked up again.
+    const slotsValid = this.removed === removedBefore
+    const revisions: number[] = new Array(n)
+    for (let i = 0; i < n; i++) {
       const e = entries[i]
-      let slot = this.keys.find(e.key)
+      let slot = slotsValid && slots[i] >= 0 ? slots[i] : this.keys.find(e.key)
       if (slot < 0) slot = this.insertSlot(e.key)
-      revisions[i] = this.write(slot, e.key, e.value, prepared[i].typeId, prepared[i].expiresAt)
+      revisions[i] = this.write(slot, e.key, e.value, typeIds[i], expiries[i])
     }
     return revisions
   }
@@ -478,7 +553,7 @@ export class Store {
       if (batch.length === 0) break
       for (const key of batch) {
         const slot = this.live(key)
-        if (slot >= 0) index.update(key, parseJsonObject(this.valueView(slot)))
+        if (slot >= 0) index.update(key, parseJsonObject(this.valueViewOf(slot)))
       }
       after = batch[batch.length - 1]
       if (performance.now() - started >= this.sweepSliceMs || batch.length >= 256) await yieldToEventLoop()
@@ -498,11 +573,14 @@ export class Store {
   // ---- internals -----------------------------------------------------------------------------------
 
   /** A 32-bit field of a slot record. */
-  private int (slot: number, field: number): number { return this.i32s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * 10 + field] }
-  private setInt (slot: number, field: number, value: number): void { this.i32s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * 10 + field] = value }
+  private int (slot: number, field: number): number { return this.i32s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + field] }
+  private setInt (slot: number, field: number, value: number): void { this.i32s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + field] = value }
   /** A 64-bit float field of a slot record. */
-  private num (slot: number, field: number): number { return this.f64s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * 5 + field] }
-  private setNum (slot: number, field: number, value: number): void { this.f64s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * 5 + field] = value }
+  private num (slot: number, field: number): number { return this.f64s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * F64_PER_RECORD + field] }
+  private setNum (slot: number, field: number, value: number): void { this.f64s[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * F64_PER_RECORD + field] = value }
+
+  /** True when the value (len > 0 bytes) of slot is kept in `large` rather than in the key's item. */
+  private isLarge (slot: number, len: number): boolean { return this.keys.tailLength(slot) !== len }
 
   /** The slot of a live key, expiring it first if its time has come; -1 when missing. */
   private live (key: string): number {
@@ -530,15 +608,14 @@ export class Store {
   private readValue (slot: number): Buffer {
     const len = this.int(slot, I_LEN)
     if (len === 0) return Buffer.alloc(0)
-    if (len > SLAB_MAX_VALUE) return Buffer.from(this.large.get(slot)!)
-    return this.slab.read(this.int(slot, I_ADDR), len)
-  }
-
-  private valueView (slot: number): Uint8Array {
-    const len = this.int(slot, I_LEN)
-    if (len === 0) return new Uint8Array(0)
-    if (len > SLAB_MAX_VALUE) return this.large.get(slot)!
-    return this.slab.view(this.int(slot, I_ADDR), len)
+    if (this.isLarge(slot, len)) return Buffer.from(this.large.get(slot)!)
+    const out = Buffer.allocUnsafe(len)
+    const page = this.keys.tailBuffer(slot)
+    const off = this.keys.tailOffset(slot)
+    // a byte loop beats the native copy's call overhead for small values
+    if (len <= 64) for (let i = 0; i < len; i++) out[i] = page[off + i]
+    else page.copy(out, 0, off, off + len)
+    return out
   }
 
   private checkValue (value: Uint8Array): void {
@@ -589,8 +666,8 @@ export class Store {
     let slot = this.freeSlot
     if (slot >= 0) this.freeSlot = this.int(slot, I_NEXT)
     else {
-      if (this.nextUnused === this.capacity) this.grow()
       slot = this.nextUnused++
+      this.keys.reserve(slot)
     }
     this.setInt(slot, I_LEN, 0)
     this.setInt(slot, I_PREV, -1)
@@ -604,13 +681,6 @@ export class Store {
     return slot
   }
 
-  private grow (): void {
-    const records = new ArrayBuffer(CHUNK_SLOTS * STRIDE)
-    this.f64s.push(new Float64Array(records))
-    this.i32s.push(new Int32Array(records))
-    this.capacity += CHUNK_SLOTS
-  }
-
   /**
    * Writes value, type and expiry (-1 = keep the current one, 0 = none) to a slot that holds `key`,
    * assigns the next revision, updates indexes and emits the set event.
@@ -621,13 +691,11 @@ export class Store {
     const len = value.length
     const existed = oldType >= 0
     this.bytes += valueCost(len) - valueCost(oldLen)
-    if (existed && oldLen > 0 && oldLen <= SLAB_MAX_VALUE && len > 0 && len <= SLAB_MAX_VALUE &&
-        this.slab.rewrite(this.int(slot, I_ADDR), oldLen, value)) {
-      // rewritten in place
-    } else {
-      if (existed) this.freeValue(slot, oldLen)
-      if (len > SLAB_MAX_VALUE) this.large.set(slot, Buffer.from(value))
-      else if (len > 0) this.setInt(slot, I_ADDR, this.slab.store(value))
+    this.freeLarge(slot, oldLen)
+    if (len <= this.keys.maxTail(slot)) this.keys.setTail(slot, value)
+    else {
+      this.keys.setTail(slot, EMPTY_VALUE)
+      this.large.set(slot, Buffer.from(value))
     }
     this.setInt(slot, I_LEN, len)
     if (existed) this.types.release(oldType)
@@ -659,9 +727,9 @@ export class Store {
     }
   }
 
-  private freeValue (slot: number, len: number): void {
-    if (len > SLAB_MAX_VALUE) this.large.delete(slot)
-    else if (len > 0) this.slab.free(this.int(slot, I_ADDR), len)
+  /** Drops the value of slot (len bytes) from `large` if it is there; one in the key's item goes with it. */
+  private freeLarge (slot: number, len: number): void {
+    if (len > 0 && this.isLarge(slot, len)) this.large.delete(slot)
   }
 
   private expireSlot (slot: number): void {
@@ -671,10 +739,11 @@ export class Store {
 
   /** Removes a key everywhere and emits its delete / expire / evict event. */
   private remove (slot: number, kind: ChangeKind): void {
-    const key = this.keys.remove(slot)
     const len = this.int(slot, I_LEN)
+    this.freeLarge(slot, len)
+    const key = this.keys.remove(slot)
+    this.removed++
     this.bytes -= entryCost(key, len)
-    this.freeValue(slot, len)
     this.types.release(this.int(slot, I_TYPE))
     this.clearExpiry(slot)
     if (this.lruEnabled) this.unlink(slot)

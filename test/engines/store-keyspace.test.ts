@@ -64,4 +64,36 @@ describe('store keyspace (hash table + key order)', () => {
     expect([...ks.iterate('')].map(s => ks.keyOf(s))).toEqual([...kept].map(i => `key:${i}`).sort())
     for (const i of kept) expect(ks.find(`key:${i}`)).toBe(i)
   })
+
+  it('finds keys whose items move (tails changing size class) while the table grows and shrinks chains', () => {
+    const ks = new Keyspace()
+    const n = 20_000
+    const tailOf = (i: number, round: number): Buffer => Buffer.alloc((i * 7 + round * 13) % 300, (i + round) % 251)
+    const tail = (slot: number): Buffer => {
+      const at = ks.tailOffset(slot)
+      return ks.tailBuffer(slot).subarray(at, at + ks.tailLength(slot))
+    }
+    for (let i = 0; i < n; i++) {
+      ks.add(`k${i}`, i)
+      ks.setTail(i, tailOf(i, 0))
+      // move earlier items while resizes are under way: every bucket must keep its head's address right
+      const j = (i * 7919) % (i + 1)
+      ks.setTail(j, tailOf(j, 1))
+    }
+    for (let i = 0; i < n; i += 3) ks.remove(i)
+    for (let i = 0; i < n; i++) {
+      const slot = ks.find(`k${i}`)
+      if (i % 3 === 0) expect(slot).toBe(-1)
+      else {
+        expect(slot).toBe(i)
+        ks.setTail(i, tailOf(i, 2))
+      }
+    }
+    for (let i = 1; i < n; i++) {
+      if (i % 3 === 0) continue
+      expect(ks.find(`k${i}`)).toBe(i)
+      expect(tail(i).equals(tailOf(i, 2))).toBe(true)
+      expect(ks.keyOf(i)).toBe(`k${i}`)
+    }
+  })
 })

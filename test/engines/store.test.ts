@@ -218,6 +218,53 @@ describe('store: memory cap', () => {
   })
 })
 
+describe('store: value placement', () => {
+  it('keeps values next to their key up to the item limit and apart beyond it, through every transition', () => {
+    const { store } = makeStore()
+    const keys = ['k', 'wide-ключ-鍵', 'x'.repeat(1000)]
+    // around the largest value that still fits in the key's item (16 KiB minus the key's bytes)
+    const sizes = [0, 1, 63, 64, 65, 16 * 1024 - 2000, 16 * 1024 - 1001, 16 * 1024 - 1000, 16 * 1024 - 999, 16 * 1024 - 30, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 40_000, 5, 0, 70]
+    const expected = new Map<string, Buffer>()
+    for (const size of sizes) {
+      for (const [i, key] of keys.entries()) {
+        const value = Buffer.alloc(size, (size + i) % 251)
+        store.set(key, value)
+        expected.set(key, value)
+        for (const [k, v] of expected) {
+          expect(store.get(k)!.value.equals(v)).toBe(true)
+          const handle = store.lookup(k)
+          expect(store.valueViewOf(handle).equals(v)).toBe(true)
+          const start = store.valueOffsetOf(handle)
+          expect(store.valueBufferOf(handle).subarray(start, start + store.valueLengthOf(handle)).equals(v)).toBe(true)
+          expect(store.revisionOf(handle)).toBe(store.get(k)!.revision)
+        }
+      }
+    }
+    expect(store.scan().items.map(i => [i.key, i.size])).toEqual(keys.map(k => [k, 70]).sort((a, b) => (a[0] < b[0] ? -1 : 1)))
+    // freed items and slots are reused without disturbing the keys that stay
+    store.delete(keys[1])
+    store.set('new', Buffer.alloc(20_000, 3))
+    store.set('new2', Buffer.alloc(10, 4))
+    expect(store.get(keys[0])!.value.equals(Buffer.alloc(70, (70 + 0) % 251))).toBe(true)
+    expect(store.get(keys[2])!.value.equals(Buffer.alloc(70, (70 + 2) % 251))).toBe(true)
+    expect(store.get('new')!.value.equals(Buffer.alloc(20_000, 3))).toBe(true)
+    expect(store.get('new2')!.value.equals(Buffer.alloc(10, 4))).toBe(true)
+    expect(store.lookup(keys[1])).toBe(-1)
+  })
+
+  it('mset writes every entry to its own key when keys expire while the batch is checked', () => {
+    const { store, clock } = makeStore()
+    store.set('a', b('old a'))
+    store.set('b', b('old b'), { ttlMs: 10 })
+    clock.advance(20)
+    // 'b' expires during the batch's checks, freeing a slot that the new keys may take
+    store.mset([{ key: 'a', value: b('A') }, { key: 'b', value: b('B') }, { key: 'c', value: b('C') }, { key: 'a', value: b('A2') }])
+    expect([text(store, 'a'), text(store, 'b'), text(store, 'c')]).toEqual(['A2', 'B', 'C'])
+    expect(store.size).toBe(3)
+    expect(store.stats.expirations).toBe(1)
+  })
+})
+
 describe('store: batches', () => {
   it('mget answers in order with null for missing; mset is all or nothing', () => {
     const { store } = makeStore()

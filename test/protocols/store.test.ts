@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openSse, startTestBroker, waitFor, type TestBroker } from '../helpers.js'
+import { revisionText } from '../../protocols/http/routes/store.js'
 
 let broker: TestBroker
 let small: TestBroker
@@ -363,6 +364,48 @@ describe('store over HTTP: LRU eviction', () => {
     } finally {
       await lru.stop()
     }
+  })
+})
+
+describe('store over HTTP: batch encoding', () => {
+  it('mget gives every value back as mset and PUT stored it, whichever way it is encoded', async () => {
+    // what goes in, and how it comes back (bytes that are compact JSON come back as that JSON value)
+    const cases: Array<{ value: unknown, encoding?: 'utf8' | 'base64', back?: { value: unknown, encoding?: string } }> = [
+      { value: 'plain-token_123', encoding: 'utf8' },
+      { value: 'say "hi"\\there\ttab\nline', encoding: 'utf8' },
+      { value: '123', encoding: 'utf8', back: { value: 123 } },
+      { value: 'true story', encoding: 'utf8' },
+      { value: '-', encoding: 'utf8' },
+      { value: 'ünïcode ✓', encoding: 'utf8' },
+      { value: Buffer.from([1, 2, 0x7f, 0x80]).toString('base64'), encoding: 'base64' },
+      { value: { nested: [1, 'two', null] } },
+      { value: 42 },
+      { value: 'json string' },
+      { value: '', encoding: 'utf8' }
+    ]
+    const entries = cases.map((c, i) => ({ key: `enc/${i}`, value: c.value, ...(c.encoding !== undefined ? { encoding: c.encoding } : {}) }))
+    const res = await fetch(`${broker.url}/v1/store/mset`, json({ entries }))
+    expect(res.status).toBe(200)
+    const { etags } = await res.json() as { etags: string[] }
+    const got = await (await fetch(`${broker.url}/v1/store/mget`, json({ keys: entries.map(e => e.key) }))).json() as { values: Array<Record<string, unknown>> }
+    for (let i = 0; i < cases.length; i++) {
+      const back = cases[i].back ?? { value: cases[i].value, encoding: cases[i].encoding }
+      expect(got.values[i]).toMatchObject({ key: `enc/${i}`, value: back.value, etag: etags[i], ttl: null })
+      expect(got.values[i].encoding).toBe(back.encoding)
+    }
+    // PUT bodies that are printable ASCII but JSON-like are given back as JSON values
+    await fetch(keyUrl('enc/put-json'), { method: 'PUT', body: '{"a":1}', headers: { 'content-type': 'application/json' } })
+    await fetch(keyUrl('enc/put-text'), { method: 'PUT', body: '{"a": 1}', headers: { 'content-type': 'text/plain' } })
+    const put = await (await fetch(`${broker.url}/v1/store/mget`, json({ keys: ['enc/put-json', 'enc/put-text'] }))).json() as { values: Array<Record<string, unknown>> }
+    expect(put.values[0]).toMatchObject({ value: { a: 1 }, contentType: 'application/json' })
+    expect(put.values[0].encoding).toBeUndefined()
+    expect(put.values[1]).toMatchObject({ value: '{"a": 1}', encoding: 'utf8', contentType: 'text/plain' })
+  })
+
+  it('formats large revisions exactly as their decimal text', () => {
+    const samples = [0, 7, 99_999_999, 100_000_000, 100_000_001, 1_763_800_000_000_000, 1_763_899_999_999_999, Number.MAX_SAFE_INTEGER]
+    for (let i = 0; i < 1000; i++) samples.push(Math.floor(Math.random() * Number.MAX_SAFE_INTEGER))
+    for (const r of samples) expect(revisionText(r)).toBe(String(r))
   })
 })
 

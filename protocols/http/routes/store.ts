@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { HttpContext } from '../app.js'
 import { InvalidArgument, NotFound, PreconditionFailed } from '../../../engines/errors.js'
-import type { KeyInfo, Page, StoreEvent, StoredValue } from '../../../engines/store/store.js'
+import type { KeyInfo, MsetEntry, Page, Store, StoreEvent } from '../../../engines/store/store.js'
 import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
 import { lastEventId, SseStream } from '../sse.js'
 
@@ -28,7 +28,26 @@ const pageSchema = {
   }
 } as const
 
-export const etagOf = (revision: number): string => `"${revision}"`
+/**
+ * The decimal text of a revision. Revisions are integers above 2^31 (they start from the clock in µs),
+ * which V8 formats through its slow double-to-text path (~120 ns, no cache: every revision is new);
+ * as a high and a low part below 2^31 each it is twice as fast, and the high part rarely changes.
+ */
+let lastHigh = -1
+let lastHighText = ''
+export function revisionText (revision: number): string {
+  if (revision < REVISION_SPLIT) return String(revision)
+  const high = Math.floor(revision / REVISION_SPLIT)
+  if (high !== lastHigh) {
+    lastHigh = high
+    lastHighText = String(high)
+  }
+  // the low part zero-padded to 8 digits: 1e8 + low has 9 digits, drop the leading 1
+  return lastHighText + String(REVISION_SPLIT + (revision - high * REVISION_SPLIT)).slice(1)
+}
+const REVISION_SPLIT = 1e8
+
+export const etagOf = (revision: number): string => '"' + revisionText(revision) + '"'
 
 /** Parses If-Match / If-None-Match: '*' or the revisions of the listed entity tags (weak or strong). */
 export function parseEtags (header: string | string[] | undefined): '*' | number[] | undefined {
@@ -61,8 +80,57 @@ function valueJson (bytes: Buffer): { value: unknown, encoding?: 'base64' | 'utf
   return encoding === undefined ? { value: payload } : { value: payload, encoding }
 }
 
-function storedJson (key: string, v: StoredValue, now: number): Record<string, unknown> {
-  return { key, ...valueJson(v.value), contentType: v.contentType, etag: etagOf(v.revision), ttl: secondsLeft(v.expiresAt, now) }
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * The JSON text of one mget item, {key, value, encoding?, contentType, etag, ttl}, read through a
+ * Store.lookup handle: the value bytes are encoded from the store's memory without a copy, so this must
+ * run before anything else writes to the store.
+ */
+function storedJsonText (store: Store, key: string, handle: number, now: number): string {
+  const expiresAt = store.expiresAtOf(handle)
+  return '{"key":' + JSON.stringify(key) +
+    ',"value":' + valueJsonText(store, handle) +
+    ',"contentType":' + contentTypeJson(store.contentTypeOf(handle)) +
+    ',"etag":"\\"' + revisionText(store.revisionOf(handle)) + '\\""' +
+    ',"ttl":' + (expiresAt === null ? 'null' : JSON.stringify(secondsLeft(expiresAt, now))) + '}'
+}
+
+/**
+ * `value` and `encoding` of a stored value as JSON text, exactly as valueJson would give them. Printable
+ * ASCII without quote or backslash that cannot start a JSON value (most text values: tokens, ids, words)
+ * is its own JSON string and is read straight from the store's memory; anything else goes through
+ * encodePayload.
+ */
+function valueJsonText (store: Store, handle: number): string {
+  const buffer = store.valueBufferOf(handle)
+  const start = store.valueOffsetOf(handle)
+  const end = start + store.valueLengthOf(handle)
+  if (end - start <= MAX_PLAIN_CHECK) {
+    // one byte per character: a native slice plus a regular expression beat a byte loop in JavaScript
+    const text = buffer.toString('latin1', start, end)
+    if (PLAIN_TEXT.test(text) && !JSON_START[text.charCodeAt(0)]) return '"' + text + '","encoding":"utf8"'
+  }
+  const { payload, encoding } = encodePayload(buffer.subarray(start, end))
+  return encoding === undefined ? JSON.stringify(payload) : JSON.stringify(payload) + ',"encoding":"' + encoding + '"'
+}
+
+/** Printable ASCII without quote and backslash: text that is its own JSON string body. */
+const PLAIN_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/
+/** Longer values go straight to encodePayload: the plain check would rarely pay for its slice. */
+const MAX_PLAIN_CHECK = 4096
+/** Bytes with which encodePayload tries JSON.parse: { [ " digit - t f n. */
+const JSON_START: readonly boolean[] = Array.from({ length: 256 }, (_, b) => '{["0123456789-tfn'.includes(String.fromCharCode(b)))
+
+/** Content types repeat from key to key: the JSON text of the last one is kept. */
+let lastContentType = ''
+let lastContentTypeJson = '""'
+function contentTypeJson (type: string): string {
+  if (type !== lastContentType) {
+    lastContentType = type
+    lastContentTypeJson = JSON.stringify(type)
+  }
+  return lastContentTypeJson
 }
 
 /** Content type of a value given in a JSON body, from how it was encoded. */
@@ -276,11 +344,17 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
         }
       }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
+    // written as JSON text straight from the store's records: no value copies, no objects per key
     const keys = request.body.keys
-    const found = store.mget(keys)
     const now = clock.now()
-    return { values: found.map((v, i) => v === null ? null : storedJson(keys[i], v, now)) }
+    let json = '{"values":['
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) json += ','
+      const handle = store.lookup(keys[i])
+      json += handle < 0 ? 'null' : storedJsonText(store, keys[i], handle, now)
+    }
+    return reply.type(JSON_TYPE).send(json + ']}')
   })
 
   app.post<{ Body: MsetBody }>('/v1/store/mset', {
@@ -316,15 +390,17 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
       },
       response: { 200: { type: 'object', properties: { etags: { type: 'array', items: { type: 'string' } } } } }
     }
-  }, async (request) => {
-    const entries = request.body.entries.map(e => ({
-      key: e.key,
-      value: decodePayload(e.value, e.encoding),
-      contentType: e.contentType ?? contentTypeFor(e.encoding),
-      ...(e.ttl !== undefined ? { ttlMs: e.ttl * 1000 } : {})
-    }))
+  }, async (request, reply) => {
+    const entries = request.body.entries.map((e): MsetEntry => {
+      const entry: MsetEntry = { key: e.key, value: decodePayload(e.value, e.encoding), contentType: e.contentType ?? contentTypeFor(e.encoding) }
+      if (e.ttl !== undefined) entry.ttlMs = e.ttl * 1000
+      return entry
+    })
     const revisions = store.mset(entries, { ifAbsent: request.body.ifAbsent === true })
-    return { etags: revisions.map(etagOf) }
+    // etags hold quotes, which a generic serialiser escapes character by character: written directly
+    let json = '{"etags":['
+    for (let i = 0; i < revisions.length; i++) json += (i > 0 ? ',"\\"' : '"\\"') + revisionText(revisions[i]) + '\\""'
+    return reply.type(JSON_TYPE).send(json + ']}')
   })
 
   registerWatchRoute(app, ctx)
