@@ -79,3 +79,40 @@ export async function runNodeScript<T> (script: string, args: string[], options:
   const lines = out.trim().split('\n')
   return JSON.parse(lines[lines.length - 1]) as T
 }
+
+/** SIGTERM, then SIGKILL after 5 s; resolves when the child is gone. */
+export async function stopChild (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+export interface ListeningScript<T> {
+  child: ChildProcess
+  pid: number
+  /** The fields of the script's `{"event":"listening",...}` line (its ports). */
+  info: T
+  stop: () => Promise<void>
+}
+
+/**
+ * Runs a built bench server script (a baseline broker or a bare fastify server) in its own process and
+ * waits, at most 15 s, for the `{"event":"listening",...}` line it prints (see announceListening).
+ */
+export async function startListening<T extends Record<string, unknown>> (script: string, args: string[] = []): Promise<ListeningScript<T>> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const info = await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${script} did not start within 15 s`)) }, 15_000)
+    createInterface({ input: child.stdout! }).on('line', line => {
+      try {
+        const e = JSON.parse(line) as T & { event?: string }
+        if (e.event === 'listening') { clearTimeout(timer); resolve(e) }
+      } catch { /* not ours */ }
+    })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`${script} exited early (${code})`)) })
+  })
+  return { child, pid: child.pid!, info, stop: async () => { await stopChild(child) } }
+}

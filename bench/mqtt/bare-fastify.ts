@@ -4,6 +4,7 @@
  * `{"event":"listening","httpPort":..}` and runs until SIGTERM.
  */
 import Fastify from 'fastify'
+import { announceListening } from '../lib/announce.js'
 
 interface PublishBody { topic: string, payload: unknown }
 
@@ -13,11 +14,7 @@ async function main (): Promise<void> {
     const { topic, payload } = request.body
     return { topic, bytes: Buffer.byteLength(JSON.stringify(payload)) }
   })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const httpPort = typeof address === 'object' && address !== null ? address.port : 0
-  process.stdout.write(JSON.stringify({ event: 'listening', httpPort }) + '\n')
-  process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+  await announceListening(app)
 }
 
 void main()

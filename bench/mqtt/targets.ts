@@ -3,8 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { ROOT, startTetra } from '../lib/process.js'
+import { ROOT, startListening, startTetra, stopChild } from '../lib/process.js'
 import type { Endpoint } from './client.js'
 
 /** A broker (or HTTP server) under test, running in its own process. */
@@ -38,29 +37,10 @@ export async function startTetraTarget (): Promise<Target> {
   }
 }
 
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-  await exited
-  clearTimeout(timer)
-}
 
-/** Spawns a built bench script and waits for its `{"event":"listening",...}` line. */
+/** Spawns a built bench script of this folder and waits for its `{"event":"listening",...}` line. */
 async function startScript<T extends Record<string, unknown>> (script: string): Promise<{ child: ChildProcess, info: T }> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist/bench/mqtt', script)], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const info = await new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`${script} did not start within ${START_TIMEOUT_MS} ms`)) }, START_TIMEOUT_MS)
-    createInterface({ input: child.stdout! }).on('line', line => {
-      try {
-        const e = JSON.parse(line) as T & { event?: string }
-        if (e.event === 'listening') { clearTimeout(timer); resolve(e) }
-      } catch { /* not ours */ }
-    })
-    child.once('exit', code => { clearTimeout(timer); reject(new Error(`${script} exited early (${code})`)) })
-  })
-  return { child, info }
+  return await startListening<T>(join(ROOT, 'dist/bench/mqtt', script))
 }
 
 export async function startAedesTarget (): Promise<Target> {

@@ -4,6 +4,7 @@
  * and runs until SIGTERM.
  */
 import Fastify from 'fastify'
+import { announceListening } from '../lib/announce.js'
 
 const ID = 'ff00000000000001'
 const MESSAGE = {
@@ -25,11 +26,7 @@ async function main (): Promise<void> {
     return { ids: [ID] }
   })
   app.post('/v1/queues/:name/receive', async () => ({ messages: [MESSAGE] }))
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const httpPort = typeof address === 'object' && address !== null ? address.port : 0
-  process.stdout.write(JSON.stringify({ event: 'listening', httpPort }) + '\n')
-  process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+  await announceListening(app)
 }
 
 void main()

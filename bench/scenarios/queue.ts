@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import type { BenchContext, BenchRow, Scenario } from '../lib/types.js'
-import { ROOT, peakRssMb, rssMb, runNodeScript, startTetra, type RunningBroker } from '../lib/process.js'
+import { ROOT, peakRssMb, rssMb, runNodeScript, startListening, startTetra, type RunningBroker } from '../lib/process.js'
 import { median } from '../lib/stats.js'
 import type { QueueLoadParams, QueueLoadResult } from '../queue/loadgen.js'
 import type { RequestsParams, RequestsResult } from '../queue/requests.js'
@@ -31,24 +29,8 @@ async function tetra (): Promise<RunningBroker & { url: string }> {
 }
 
 async function bareFastify (): Promise<{ url: string, stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [script('bare-fastify')], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', line => {
-      try {
-        const e = JSON.parse(line) as { event?: string, httpPort?: number }
-        if (e.event === 'listening') resolve(e.httpPort!)
-      } catch { /* not ours */ }
-    })
-    child.on('exit', code => { reject(new Error(`bare fastify exited (${code})`)) })
-  })
-  return {
-    url: `http://${HOST}:${port}`,
-    stop: async () => {
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
+  const bare = await startListening<{ httpPort: number }>(script('bare-fastify'))
+  return { url: `http://${HOST}:${bare.info.httpPort}`, stop: bare.stop }
 }
 
 const fmt = (n: number): string => n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)

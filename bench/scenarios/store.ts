@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { peakRssMb, ROOT, runNodeScript, startTetra } from '../lib/process.js'
+import { peakRssMb, ROOT, runNodeScript, startListening, startTetra } from '../lib/process.js'
 import { median } from '../lib/stats.js'
 import type { BenchContext, BenchRow, Scenario } from '../lib/types.js'
 
@@ -48,26 +46,8 @@ async function expiry (ctx: BenchContext): Promise<BenchRow[]> {
 interface Server { name: string, url: string, pid: number, stop: () => Promise<void> }
 
 async function startBare (): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, [script('bare-fastify.js')], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', line => {
-      try {
-        const e = JSON.parse(line) as { event?: string, httpPort?: number }
-        if (e.event === 'listening') resolve(e.httpPort!)
-      } catch { /* not ours */ }
-    })
-    child.once('exit', code => { reject(new Error(`bare fastify exited early (${code})`)) })
-  })
-  return {
-    name: BARE,
-    url: `http://127.0.0.1:${port}`,
-    pid: child.pid!,
-    stop: async () => {
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
+  const bare = await startListening<{ httpPort: number }>(script('bare-fastify.js'))
+  return { name: BARE, url: `http://127.0.0.1:${bare.info.httpPort}`, pid: bare.pid, stop: bare.stop }
 }
 
 async function startServers (): Promise<Server[]> {

@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import type { BenchContext, BenchRow, Scenario } from '../lib/types.js'
-import { ROOT, peakRssMb, runNodeScript, startTetra, type RunningBroker } from '../lib/process.js'
+import { ROOT, peakRssMb, runNodeScript, startListening, startTetra, type RunningBroker } from '../lib/process.js'
 import { median } from '../lib/stats.js'
 import { cpuTimeMs } from '../mqtt/targets.js'
 import type { StreamLoadParams, StreamLoadResult } from '../stream/loadgen.js'
@@ -27,26 +25,8 @@ async function load (params: StreamLoadParams): Promise<StreamLoadResult> {
 interface Server { name: 'tetra' | 'fastify (bare)', base: string, pid: number, stop: () => Promise<void> }
 
 async function startBare (): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, [script('bare-stream.js'), String(PAYLOAD_BYTES)], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', line => {
-      try {
-        const e = JSON.parse(line) as { event?: string, httpPort?: number }
-        if (e.event === 'listening') resolve(e.httpPort!)
-      } catch { /* not ours */ }
-    })
-    child.on('exit', code => { reject(new Error(`bare stream server exited early (${code})`)) })
-  })
-  return {
-    name: 'fastify (bare)',
-    base: `http://${HOST}:${port}`,
-    pid: child.pid!,
-    stop: async () => {
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
+  const bare = await startListening<{ httpPort: number }>(script('bare-stream.js'), [String(PAYLOAD_BYTES)])
+  return { name: 'fastify (bare)', base: `http://${HOST}:${bare.info.httpPort}`, pid: bare.pid, stop: bare.stop }
 }
 
 async function startTetraServer (): Promise<Server & { broker: RunningBroker }> {

@@ -4,6 +4,7 @@
  * schemas, conditions, TTLs or metrics. Prints `{"event":"listening","httpPort":..}`; runs until SIGTERM.
  */
 import Fastify from 'fastify'
+import { announceListening } from '../lib/announce.js'
 
 const values = new Map<string, Buffer>()
 let revision = 0
@@ -34,11 +35,7 @@ async function main (): Promise<void> {
   app.post<{ Body: { entries: Array<{ key: string, value: string }> } }>('/v1/store/mset', async request => {
     return { etags: request.body.entries.map(e => { values.set(e.key, Buffer.from(e.value)); return `"${++revision}"` }) }
   })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const httpPort = typeof address === 'object' && address !== null ? address.port : 0
-  process.stdout.write(JSON.stringify({ event: 'listening', httpPort }) + '\n')
-  process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+  await announceListening(app)
 }
 
 void main()

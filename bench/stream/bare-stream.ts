@@ -5,6 +5,7 @@
  * `{"event":"listening","httpPort":..}` and runs until SIGTERM.
  */
 import Fastify from 'fastify'
+import { announceListening } from '../lib/announce.js'
 
 interface AppendBody { messages?: Array<{ payload: unknown }>, payload?: unknown }
 
@@ -44,11 +45,7 @@ async function main (): Promise<void> {
     }
     raw.end()
   })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const httpPort = typeof address === 'object' && address !== null ? address.port : 0
-  process.stdout.write(JSON.stringify({ event: 'listening', httpPort }) + '\n')
-  process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+  await announceListening(app)
 }
 
 void main()
