@@ -42,28 +42,17 @@ export interface RunningBroker {
  */
 export async function startTetra (extraArgs: string[] = []): Promise<RunningBroker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
-  // the same V8 flag as `npm start` and the tetra bin (a larger young generation: fewer scavenges)
-  const child = spawn(process.execPath, ['--max-semi-space-size=32', join(ROOT, 'dist/src/cli.js'), '--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const ports = await new Promise<{ mqttPort: number, httpPort: number }>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! })
-    rl.on('line', line => {
-      try {
-        const e = JSON.parse(line) as { event?: string, mqttPort?: number, httpPort?: number }
-        if (e.event === 'listening') resolve({ mqttPort: e.mqttPort!, httpPort: e.httpPort! })
-      } catch { /* ignore */ }
-    })
-    child.on('exit', code => { reject(new Error(`tetra exited early (${code})`)) })
-  })
+  const tetra = await startListening<{ mqttPort: number, httpPort: number }>(join(ROOT, 'dist/src/cli.js'),
+    ['--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs],
+    // the same V8 flag as `npm start` and the tetra bin (a larger young generation: fewer scavenges)
+    ['--max-semi-space-size=32'])
   return {
-    child,
-    pid: child.pid!,
-    ...ports,
+    child: tetra.child,
+    pid: tetra.pid,
+    mqttPort: tetra.info.mqttPort,
+    httpPort: tetra.info.httpPort,
     stop: async () => {
-      const exited = new Promise(resolve => child.on('exit', resolve))
-      child.kill('SIGTERM')
-      await exited
+      await tetra.stop()
       rmSync(dataDir, { recursive: true, force: true })
     }
   }
@@ -102,8 +91,8 @@ export interface ListeningScript<T> {
  * Runs a built bench server script (a baseline broker or a bare fastify server) in its own process and
  * waits, at most 15 s, for the `{"event":"listening",...}` line it prints (see announceListening).
  */
-export async function startListening<T extends Record<string, unknown>> (script: string, args: string[] = []): Promise<ListeningScript<T>> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+export async function startListening<T extends Record<string, unknown>> (script: string, args: string[] = [], nodeArgs: string[] = []): Promise<ListeningScript<T>> {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   const info = await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${script} did not start within 15 s`)) }, 15_000)
     createInterface({ input: child.stdout! }).on('line', line => {
