@@ -3,8 +3,10 @@ import { execFile, spawn, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
 import { startTestBroker, type TestBroker } from '../helpers.js'
 
-// .ci/run installs Debian's mosquitto-clients; the test fails (not skips) where they are missing
+// .ci/run installs Debian's mosquitto-clients, so under CI their absence is a failure; elsewhere the
+// interop tests are skipped (visibly) until `apt-get install mosquitto-clients`
 const hasClients = spawnSync('sh', ['-c', 'command -v mosquitto_pub && command -v mosquitto_sub']).status === 0
+const inCi = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false'
 
 const run = promisify(execFile)
 let broker: TestBroker
@@ -12,7 +14,8 @@ beforeAll(async () => { broker = await startTestBroker() })
 afterAll(async () => { await broker.stop() })
 
 describe('Debian mosquitto-clients against Tetra', () => {
-  it('the clients are installed', () => {
+  it('the clients are installed (required under CI)', ctx => {
+    if (!hasClients && !inCi) ctx.skip()
     expect(hasClients, 'mosquitto_pub/mosquitto_sub missing: apt-get install mosquitto-clients').toBe(true)
   })
 
