@@ -546,22 +546,14 @@ export class QueueEngine {
     const parsed = this.parseReceipts(receipts)
     this.processDue(q, this.clock.now())
     const ops: WriteOp[] = []
-    const results: ReceiptResult[] = new Array(parsed.length)
-    const failed: number[] = []
-    for (let i = 0; i < parsed.length; i++) {
-      const p = parsed[i]
-      const lease = this.currentLease(q, p)
-      if (lease === undefined) {
-        failed.push(i)
-        continue
-      }
+    const { results, failed } = this.onCurrentLeases(q, receipts, parsed, (lease, p) => {
       this.endLease(q, lease, ops)
       ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, p.priority, p.seq)))
       // a message delivered for the first time has no state record (its lease is in the lease record)
       if (lease.previous !== undefined) ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, p.priority, p.seq)))
       q.counters.acked++
-      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'acked' }
-    }
+      return { status: 'acked' }
+    })
     if (ops.length > 0) {
       ops.push(this.countersOp(q))
       await this.storage.write(ops)
@@ -580,19 +572,10 @@ export class QueueEngine {
     const now = this.clock.now()
     this.processDue(q, now)
     const ops: WriteOp[] = []
-    const results: ReceiptResult[] = new Array(parsed.length)
-    const failed: number[] = []
-    for (let i = 0; i < parsed.length; i++) {
-      const p = parsed[i]
-      const lease = this.currentLease(q, p)
-      if (lease === undefined) {
-        failed.push(i)
-        continue
-      }
+    const { results, failed } = this.onCurrentLeases(q, receipts, parsed, lease => {
       this.endLease(q, lease, ops)
-      const outcome = this.afterDelivery(q, lease, now, ops, { delayMs, dead: dead === true, reason, cause: 'nacked' })
-      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), ...outcome }
-    }
+      return this.afterDelivery(q, lease, now, ops, { delayMs, dead: dead === true, reason, cause: 'nacked' })
+    })
     if (ops.length > 0) {
       ops.push(this.countersOp(q))
       const durable = this.storage.write(ops)
@@ -614,20 +597,12 @@ export class QueueEngine {
     const now = this.clock.now()
     this.processDue(q, now)
     const ops: WriteOp[] = []
-    const results: ReceiptResult[] = new Array(parsed.length)
-    const failed: number[] = []
-    for (let i = 0; i < parsed.length; i++) {
-      const p = parsed[i]
-      const lease = this.currentLease(q, p)
-      if (lease === undefined) {
-        failed.push(i)
-        continue
-      }
+    const { results, failed } = this.onCurrentLeases(q, receipts, parsed, lease => {
       // nothing to write: a lease's end time does not survive a restart (the message is ready again then)
       lease.until = now + visibilityMs
       q.leaseHeap.update(lease)
-      results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), status: 'extended', at: lease.until }
-    }
+      return { status: 'extended', at: lease.until }
+    })
     this.schedule(q)
     await this.explainFailures(q, receipts, parsed, failed, results)
     return results
@@ -638,6 +613,23 @@ export class QueueEngine {
       throw new InvalidArgument(`receipts must be a list of 1 to ${LIMITS.maxBatch} receipts`)
     }
     return receipts.map(r => parseReceipt(r))
+  }
+
+  /**
+   * The frame of ack, nack and extend: each receipt whose lease is current goes to handle, in order; the
+   * indexes of the others come back as failed, for explainFailures.
+   */
+  private onCurrentLeases (q: QueueState, receipts: string[], parsed: ParsedReceipt[],
+    handle: (lease: Lease, p: ParsedReceipt) => Omit<ReceiptResult, 'receipt' | 'id'>): { results: ReceiptResult[], failed: number[] } {
+    const results: ReceiptResult[] = new Array(parsed.length)
+    const failed: number[] = []
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]
+      const lease = this.currentLease(q, p)
+      if (lease === undefined) failed.push(i)
+      else results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), ...handle(lease, p) }
+    }
+    return { results, failed }
   }
 
   private currentLease (q: QueueState, p: ParsedReceipt): Lease | undefined {
