@@ -76,39 +76,26 @@ const messageIn = {
   headers: { type: 'object', maxProperties: LIMITS.maxHeaders, additionalProperties: { type: 'string' } }
 } as const
 
+/** The fields every message view shares (receive and the dead-letter list), in output order. */
+const messageFields = {
+  payload: {},
+  encoding: { type: 'string' },
+  headers: { type: 'object', additionalProperties: { type: 'string' } },
+  topic: { type: 'string' },
+  priority: { type: 'integer' },
+  deliveries: { type: 'integer' },
+  enqueuedAt: { type: 'integer' },
+  firstDeliveredAt: { type: 'integer' }
+} as const
+
 const deliveryOut = {
   type: 'object',
-  properties: {
-    id: { type: 'string' },
-    receipt: { type: 'string' },
-    payload: {},
-    encoding: { type: 'string' },
-    headers: { type: 'object', additionalProperties: { type: 'string' } },
-    topic: { type: 'string' },
-    priority: { type: 'integer' },
-    deliveries: { type: 'integer' },
-    enqueuedAt: { type: 'integer' },
-    firstDeliveredAt: { type: 'integer' },
-    leaseExpiresAt: { type: 'integer' }
-  }
+  properties: { id: { type: 'string' }, receipt: { type: 'string' }, ...messageFields, leaseExpiresAt: { type: 'integer' } }
 } as const
 
 const deadOut = {
   type: 'object',
-  properties: {
-    id: { type: 'string' },
-    payload: {},
-    encoding: { type: 'string' },
-    headers: { type: 'object', additionalProperties: { type: 'string' } },
-    topic: { type: 'string' },
-    priority: { type: 'integer' },
-    deliveries: { type: 'integer' },
-    enqueuedAt: { type: 'integer' },
-    firstDeliveredAt: { type: 'integer' },
-    deadAt: { type: 'integer' },
-    reason: { type: 'string' },
-    lastError: { type: 'string' }
-  }
+  properties: { id: { type: 'string' }, ...messageFields, deadAt: { type: 'integer' }, reason: { type: 'string' }, lastError: { type: 'string' } }
 } as const
 
 const receiptsIn = { type: 'array', minItems: 1, maxItems: LIMITS.maxBatch, items: { type: 'string', minLength: 1 } } as const
