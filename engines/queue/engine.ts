@@ -824,13 +824,12 @@ export class QueueEngine {
       if (ids !== undefined) {
         const unique = [...new Set(ids)]
         const ranks = unique.map(id => parseMessageId(id) as { priority: number, seq: number })
-        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const states = await this.deadStates(q, ranks)
         const moving: Array<{ priority: number, seq: number, state: MessageState }> = []
         const notFound: string[] = []
         ranks.forEach((r, i) => {
-          const raw = states[i]
-          const state = raw === undefined ? undefined : decodeState(raw)
-          if (state?.status === Status.Dead) moving.push({ ...r, state })
+          const state = states[i]
+          if (state !== undefined) moving.push({ ...r, state })
           else notFound.push(unique[i])
         })
         await this.moveBack(q, moving)
@@ -844,13 +843,12 @@ export class QueueEngine {
         const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
         if (rows.length === 0) break
         const ranks = rows.map(([k]) => rankOfKey(k))
-        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const states = await this.deadStates(q, ranks)
         const moving: Array<{ priority: number, seq: number, state: MessageState }> = []
         const stray: WriteOp[] = []
         ranks.forEach((r, i) => {
-          const raw = states[i]
-          const state = raw === undefined ? undefined : decodeState(raw)
-          if (state?.status === Status.Dead) moving.push({ ...r, state })
+          const state = states[i]
+          if (state !== undefined) moving.push({ ...r, state })
           else stray.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
         })
         if (stray.length > 0) await this.storage.write(stray)
@@ -858,6 +856,15 @@ export class QueueEngine {
         redriven += moving.length
       }
       return { redriven, notFound: [] }
+    })
+  }
+
+  /** The state records of these messages, where they say dead; undefined for any other (or none). */
+  private async deadStates (q: QueueState, ranks: Array<{ priority: number, seq: number }>): Promise<Array<MessageState | undefined>> {
+    const raw = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+    return raw.map(b => {
+      const state = b === undefined ? undefined : decodeState(b)
+      return state?.status === Status.Dead ? state : undefined
     })
   }
 
@@ -890,13 +897,12 @@ export class QueueEngine {
         const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
         if (rows.length === 0) break
         const ranks = rows.map(([k]) => rankOfKey(k))
-        const states = await this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+        const states = await this.deadStates(q, ranks)
         const ops: WriteOp[] = []
         let dead = 0
         ranks.forEach((r, i) => {
           ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
-          const raw = states[i]
-          if (raw !== undefined && decodeState(raw).status === Status.Dead) {
+          if (states[i] !== undefined) {
             dead++
             ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, r.priority, r.seq)), this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
           }
