@@ -5,6 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
+import { afterEach } from 'vitest'
+import { ManualClock } from '../engines/clock.js'
+import { createEngines, type EngineOptions, type Engines } from '../engines/index.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { startBroker, type Broker } from '../src/server.js'
 
@@ -140,4 +143,25 @@ export function openSse (url: string, headers: Record<string, string> = {}): { e
     } catch { /* aborted */ }
   }, () => { /* aborted */ })
   return { events, opened, comments, close: () => { controller.abort() } }
+}
+
+/**
+ * For engine tests: `open(dir?, clock?, extra?)` creates the engines on a temp (or given) data dir with a
+ * ManualClock; every set opened in a test is closed, and its temp dir removed, after that test.
+ */
+export function engineOpener (): (dir?: string, clock?: ManualClock, extra?: Partial<EngineOptions>) => Promise<{ engines: Engines, dir: string, clock: ManualClock }> {
+  const opened: Array<{ engines: Engines, remove?: () => void }> = []
+  afterEach(async () => {
+    for (const o of opened.splice(0)) {
+      await o.engines.close()
+      o.remove?.()
+    }
+  })
+  return async (dir, clock = new ManualClock(), extra = {}) => {
+    const tmp = dir === undefined ? tempDir() : undefined
+    const d = dir ?? tmp!.dir
+    const engines = await createEngines({ dataDir: d, fsync: 'never', fsyncIntervalMs: 100, clock, ...extra })
+    opened.push({ engines, remove: tmp?.remove })
+    return { engines, dir: d, clock }
+  }
 }

@@ -2,24 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ManualClock } from '../../engines/clock.js'
 import { createEngines, type Engines } from '../../engines/index.js'
 import { Conflict, InvalidArgument, NotFound } from '../../engines/errors.js'
-import { tempDir, waitFor } from '../helpers.js'
+import { engineOpener, tempDir, waitFor } from '../helpers.js'
 
-const opened: Array<{ engines: Engines, remove?: () => void }> = []
-
-async function open (dir?: string, clock = new ManualClock()): Promise<{ engines: Engines, dir: string, clock: ManualClock }> {
-  const tmp = dir === undefined ? tempDir() : undefined
-  const d = dir ?? tmp!.dir
-  const engines = await createEngines({ dataDir: d, fsync: 'never', fsyncIntervalMs: 100, clock })
-  opened.push({ engines, remove: tmp?.remove })
-  return { engines, dir: d, clock }
-}
-
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    await o.engines.close()
-    o.remove?.()
-  }
-})
+const open = engineOpener()
 
 const msgs = (n: number, from = 0): Array<{ payload: Buffer }> => Array.from({ length: n }, (_, i) => ({ payload: Buffer.from(`m${from + i}`) }))
 

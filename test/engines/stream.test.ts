@@ -3,24 +3,9 @@ import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
 import { createEngines, type Engines } from '../../engines/index.js'
 import { Conflict, InvalidArgument, NotFound, TooLarge } from '../../engines/errors.js'
-import { tempDir, waitFor } from '../helpers.js'
+import { engineOpener, tempDir, waitFor } from '../helpers.js'
 
-const opened: Array<{ engines: Engines, remove?: () => void }> = []
-
-async function open (dir?: string, clock = new ManualClock(), extra: Record<string, unknown> = {}): Promise<{ engines: Engines, dir: string, clock: ManualClock }> {
-  const tmp = dir === undefined ? tempDir() : undefined
-  const d = dir ?? tmp!.dir
-  const engines = await createEngines({ dataDir: d, fsync: 'never', fsyncIntervalMs: 100, clock, ...extra })
-  opened.push({ engines, remove: tmp?.remove })
-  return { engines, dir: d, clock }
-}
-
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    await o.engines.close()
-    o.remove?.()
-  }
-})
+const open = engineOpener()
 
 const msg = (s: string): { payload: Buffer } => ({ payload: Buffer.from(s) })
 const texts = (ms: Array<{ payload: Buffer }>): string[] => ms.map(m => m.payload.toString())
