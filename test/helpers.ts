@@ -149,7 +149,15 @@ export function openSse (url: string, headers: Record<string, string> = {}): { e
  * For engine tests: `open(dir?, clock?, extra?)` creates the engines on a temp (or given) data dir with a
  * ManualClock; every set opened in a test is closed, and its temp dir removed, after that test.
  */
-export function engineOpener (): (dir?: string, clock?: ManualClock, extra?: Partial<EngineOptions>) => Promise<{ engines: Engines, dir: string, clock: ManualClock }> {
+export interface OpenedEngines {
+  engines: Engines
+  dir: string
+  clock: ManualClock
+  /** Closes them and removes their temp dir now rather than after the test (e.g. once per property run). */
+  dispose: () => Promise<void>
+}
+
+export function engineOpener (): (dir?: string, clock?: ManualClock, extra?: Partial<EngineOptions>) => Promise<OpenedEngines> {
   const opened: Array<{ engines: Engines, remove?: () => void }> = []
   afterEach(async () => {
     for (const o of opened.splice(0)) {
@@ -161,7 +169,14 @@ export function engineOpener (): (dir?: string, clock?: ManualClock, extra?: Par
     const tmp = dir === undefined ? tempDir() : undefined
     const d = dir ?? tmp!.dir
     const engines = await createEngines({ dataDir: d, fsync: 'never', fsyncIntervalMs: 100, clock, ...extra })
-    opened.push({ engines, remove: tmp?.remove })
-    return { engines, dir: d, clock }
+    const entry = { engines, remove: tmp?.remove }
+    opened.push(entry)
+    const dispose = async (): Promise<void> => {
+      const at = opened.indexOf(entry)
+      if (at >= 0) opened.splice(at, 1)
+      await engines.close()
+      entry.remove?.()
+    }
+    return { engines, dir: d, clock, dispose }
   }
 }

@@ -137,7 +137,7 @@ describe('seek by time', () => {
       fc.array(fc.record({ n: fc.integer({ min: 1, max: 300 }), advance: fc.constantFrom(0, 0, 1, 7, 400, 1500) }), { minLength: 1, maxLength: 25 }),
       fc.integer({ min: 0, max: 3000 }),
       async (batches, keep) => {
-        const { engines, clock } = await open()
+        const { engines, clock, dispose } = await open()
         const s = engines.streams
         const times: number[] = []
         for (const b of batches) {
@@ -159,8 +159,7 @@ describe('seek by time', () => {
         await s.put('pt', { maxCount: Math.max(1, keep) })
         await s.enforceRetention('pt')
         await check()
-        await engines.close()
-        opened.splice(opened.findIndex(o => o.engines === engines), 1)[0].remove?.()
+        await dispose()
       }), { numRuns: 25 })
   })
 
