@@ -1,7 +1,7 @@
 /**
  * In-process Store load, run in its own process so its RSS is the store's: loads N keys of 64-byte values,
- * reads its RSS, then times get and set (overwrites) of keys picked at random among them. Prints one
- * JSON line.
+ * reads its RSS, then times get, mget of 100, set (overwrites) and mset of 100 of keys picked at random
+ * among them, and last a Map.get over the same keys as an anchor. Prints one JSON line.
  * Usage: engine-load.js <keys> <seconds per phase> [maxMemoryBytes]
  */
 import { systemClock } from '../../engines/clock.js'
@@ -41,17 +41,48 @@ function timed (op: (key: string) => void): number {
   return ops / ((now - start) / 1000)
 }
 
+/** Keys per second of batches of 100 keys from the same pool. */
+function timedBatches (op: (keys: string[]) => void): number {
+  const batches: string[][] = []
+  for (let i = 0; i + 100 <= pool.length; i += 100) batches.push(pool.slice(i, i + 100))
+  let done = 0
+  const start = performance.now()
+  const end = start + seconds * 1000
+  let now = start
+  while (now < end) {
+    for (let i = 0; i < 64; i++) op(batches[(done + i) % batches.length])
+    done += 64
+    now = performance.now()
+  }
+  return done * 100 / ((now - start) / 1000)
+}
+
 let found = 0
 const getRate = timed(key => { if (store.get(key) !== undefined) found++ })
+const mgetRate = timedBatches(keys => { for (const v of store.mget(keys)) if (v !== null) found++ })
 const setRate = timed(key => { store.set(key, value) })
+const msetRate = timedBatches(keys => { store.mset(keys.map(key => ({ key, value }))) })
+const peakRss = peakRssMb(process.pid) ?? 0
+
+/*
+ * The anchor: the same keys in a JavaScript Map (to small integers, so no value is built), looked up
+ * in the same order. It is about the least a random lookup among a million keys costs on this machine.
+ */
+const map = new Map<string, number>()
+for (let i = 0; i < keys; i++) map.set(keyName(i), i)
+const mapGetRate = timed(key => { if (map.get(key) !== undefined) found++ })
+
 const result = {
   keys: store.size,
   loadMs,
   getRate,
+  mgetRate,
   setRate,
+  msetRate,
+  mapGetRate,
   found,
   residentRssMb: residentRss,
-  peakRssMb: peakRssMb(process.pid) ?? 0,
+  peakRssMb: peakRss,
   accountedBytes: store.stats.bytes
 }
 process.stdout.write(JSON.stringify(result) + '\n')

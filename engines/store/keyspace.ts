@@ -50,6 +50,10 @@ export class Keyspace {
   private oldMask = 0
   private rehashAt = 0
   private count = 0
+  /** Per-key working space of findMany. */
+  private scratch = new Int32Array(256)
+  /** Where findMany leaves the sum of the bytes it loaded ahead, so the loads are not optimised away. */
+  private touched = 0
   /** Record chunks as int32 and as float64 (the same memory), for the caller's fields too. */
   readonly i32s: Int32Array[] = []
   readonly f64s: Float64Array[] = []
@@ -70,6 +74,45 @@ export class Keyspace {
       }
     }
     return this.search(this.table, hash & this.mask, hash, key)
+  }
+
+  /**
+   * The slots of many keys (-1 for missing) into out. A single lookup waits for two dependent cache
+   * misses (bucket, then record and key bytes); over a batch, each step runs for every key before the
+   * next step starts, so the misses of different keys are in flight together instead of one after the
+   * other. The answers are those of find() for each key.
+   */
+  findMany (keys: readonly string[], out: Int32Array): void {
+    const n = keys.length
+    if (this.old !== null || n < 4) {
+      for (let i = 0; i < n; i++) out[i] = this.find(keys[i])
+      return
+    }
+    if (this.scratch.length < n) this.scratch = new Int32Array(n)
+    const scratch = this.scratch
+    const table = this.table
+    const mask = this.mask
+    // step 1: hashes, and the chain heads loaded for all keys at once
+    for (let i = 0; i < n; i++) {
+      const hash = hashKey(keys[i])
+      scratch[i] = hash
+      out[i] = table[2 * (hash & mask)]
+    }
+    // step 2: the head records and the first bytes of their keys, again for all keys at once
+    let touched = 0
+    for (let i = 0; i < n; i++) {
+      const entry = out[i]
+      if (entry === 0) continue
+      const slot = entry - 1
+      const addr = table[2 * (scratch[i] & mask) + 1]
+      touched += this.records[slot >>> CHUNK_BITS][(slot & CHUNK_MASK) * RECORD_INTS + K_HASH] + this.slab.page(addr)[Slab.offset(addr)]
+    }
+    this.touched = touched
+    // step 3: the comparisons, now from cache
+    for (let i = 0; i < n; i++) {
+      const hash = scratch[i]
+      out[i] = out[i] === 0 ? -1 : this.search(table, hash & mask, hash, keys[i])
+    }
   }
 
   private search (table: Int32Array, bucket: number, hash: number, key: string): number {

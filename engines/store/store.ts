@@ -137,6 +137,10 @@ export class Store {
   private readonly eviction: EvictionPolicy
   readonly maxValueBytes: number
   private readonly lruEnabled: boolean
+  /** The result space of lookupMany. */
+  private handles = new Int32Array(128)
+  /** Where lookupMany leaves the sum of the bytes it loaded ahead, so the loads are not optimised away. */
+  private touched = 0
   private readonly sweepIntervalMs: number
   private readonly sweepSliceMs: number
 
@@ -193,7 +197,10 @@ export class Store {
   /** The value, or undefined when missing or expired. */
   get (key: string): StoredValue | undefined {
     const slot = this.lookup(key)
-    if (slot < 0) return undefined
+    return slot < 0 ? undefined : this.storedValueOf(slot)
+  }
+
+  private storedValueOf (slot: number): StoredValue {
     const exp = this.num(slot, F_EXP)
     return {
       value: this.readValue(slot),
@@ -265,9 +272,27 @@ export class Store {
   }
 
   mget (keys: readonly string[]): Array<StoredValue | null> {
+    const handles = this.lookupMany(keys)
     const out: Array<StoredValue | null> = new Array(keys.length)
-    for (let i = 0; i < keys.length; i++) out[i] = this.get(keys[i]) ?? null
+    for (let i = 0; i < keys.length; i++) out[i] = handles[i] < 0 ? null : this.storedValueOf(handles[i])
     return out
+  }
+
+  /**
+   * lookup() for many keys at once, faster per key than one call each (see Keyspace.findMany). The
+   * result is working space shared by every call: read it before the next call into the store.
+   */
+  lookupMany (keys: readonly string[]): Int32Array {
+    const handles = this.liveMany(keys)
+    for (let i = 0; i < keys.length; i++) {
+      const slot = handles[i]
+      if (slot < 0) this.misses++
+      else {
+        this.hits++
+        if (this.lruEnabled) this.touch(slot)
+      }
+    }
+    return handles
   }
 
   // ---- writes --------------------------------------------------------------------------------------
@@ -314,9 +339,10 @@ export class Store {
     const seen = capped ? new Map<string, number>() : undefined
     let extra = 0
     try {
+      const found = this.liveMany(entries.map(e => e.key))
       for (let i = 0; i < n; i++) {
         const e = entries[i]
-        const slot = this.live(e.key)
+        const slot = found[i]
         slots[i] = slot
         if (slot < 0) validateKey(e.key)
         else {
@@ -581,6 +607,38 @@ export class Store {
 
   /** True when the value (len > 0 bytes) of slot is kept in `large` rather than in the key's item. */
   private isLarge (slot: number, len: number): boolean { return this.keys.tailLength(slot) !== len }
+
+  /**
+   * live() for many keys at once, into the shared working space of lookupMany. Also loads the last byte
+   * of every value that sits after its key before any is read: a value's bytes often reach into a cache
+   * line the key comparison did not bring in, and these loads then overlap as the lookups' do.
+   */
+  private liveMany (keys: readonly string[]): Int32Array {
+    const n = keys.length
+    if (this.handles.length < n) this.handles = new Int32Array(Math.max(n, 2 * this.handles.length))
+    const handles = this.handles
+    this.keys.findMany(keys, handles)
+    let touched = 0
+    for (let i = 0; i < n; i++) {
+      const slot = handles[i]
+      if (slot < 0) continue
+      const len = this.int(slot, I_LEN)
+      if (len > 0 && !this.isLarge(slot, len)) touched += this.keys.tailBuffer(slot)[this.keys.tailOffset(slot) + len - 1]
+    }
+    this.touched = touched
+    const now = this.clock.now()
+    for (let i = 0; i < n; i++) {
+      const slot = handles[i]
+      if (slot < 0) continue
+      const exp = this.num(slot, F_EXP)
+      if (exp !== 0 && exp <= now) {
+        this.expireSlot(slot)
+        // later repeats of this key in the batch found the slot that has just gone
+        for (let j = i; j < n; j++) if (handles[j] === slot) handles[j] = -1
+      }
+    }
+    return handles
+  }
 
   /** The slot of a live key, expiring it first if its time has come; -1 when missing. */
   private live (key: string): number {

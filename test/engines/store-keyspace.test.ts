@@ -29,6 +29,11 @@ describe('store keyspace (hash table + key order)', () => {
         }
       }
       expect(ks.size).toBe(model.size)
+      // the batched lookup answers as find() does, for present, absent and repeated keys
+      const probe = ops.map(([, key]) => key)
+      const found = new Int32Array(probe.length)
+      ks.findMany(probe, found)
+      expect([...found]).toEqual(probe.map(key => model.get(key) ?? -1))
       for (const [key, slot] of model) {
         expect(ks.find(key)).toBe(slot)
         expect(ks.keyOf(slot)).toBe(key)
@@ -48,6 +53,10 @@ describe('store keyspace (hash table + key order)', () => {
     for (let i = 0; i < n; i++) ks.add(`key:${i}`, i)
     for (let i = 0; i < n; i += 2) ks.remove(i)
     for (let i = 0; i < n; i++) expect(ks.find(`key:${i}`)).toBe(i % 2 === 0 ? -1 : i)
+    const batch = Array.from({ length: 500 }, (_, i) => `key:${i * 97 % n}`)
+    const found = new Int32Array(batch.length)
+    ks.findMany(batch, found)
+    expect([...found]).toEqual(batch.map((_, i) => (i * 97 % n) % 2 === 0 ? -1 : i * 97 % n))
     const ordered = [...ks.iterate('key:1')].map(s => ks.keyOf(s))
     expect(ordered).toEqual([...Array(n).keys()].filter(i => i % 2 === 1).map(i => `key:${i}`).sort())
     // thin out to a few percent (chunks merge and disappear), then grow again in the gaps

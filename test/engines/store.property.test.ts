@@ -14,6 +14,7 @@ type Command =
   | { op: 'incr', key: string, by: number }
   | { op: 'ttl', key: string, ttl: number | null }
   | { op: 'mset', entries: Array<{ key: string, value: string }> }
+  | { op: 'mget', keys: string[] }
 
 const keyArb = fc.constantFrom('u/a', 'u/b', 'u/c', 'u/d', 'u/e/f', 'v/a', 'v/b', 'w')
 const fieldArb = fc.constantFrom<unknown>('x', 'y', 1, 2, true, null, { deep: 1 }, [1])
@@ -30,7 +31,9 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 30 }) }),
   fc.record({ op: fc.constant('incr' as const), key: keyArb, by: fc.integer({ min: -3, max: 3 }) }),
   fc.record({ op: fc.constant('ttl' as const), key: keyArb, ttl: fc.option(fc.integer({ min: 1, max: 40 }), { nil: null }) }),
-  fc.record({ op: fc.constant('mset' as const), entries: fc.array(fc.record({ key: keyArb, value: valueArb }), { minLength: 1, maxLength: 3 }) })
+  fc.record({ op: fc.constant('mset' as const), entries: fc.array(fc.record({ key: keyArb, value: valueArb }), { minLength: 1, maxLength: 3 }) }),
+  // batches long enough for the batched lookup, with repeated keys
+  fc.record({ op: fc.constant('mget' as const), keys: fc.array(keyArb, { maxLength: 12 }) })
 )
 
 function indexText (value: string): string | undefined {
@@ -115,6 +118,13 @@ describe('store: property test against a naive model', () => {
             store.mset(c.entries.map(e => ({ key: e.key, value: Buffer.from(e.value) })))
             for (const e of c.entries) model.set(e.key, { value: e.value, expiresAt: null })
             break
+          case 'mget': {
+            // read first: mget expires keys past their time, as the model's live() does
+            const got = store.mget(c.keys)
+            expect(got.map(v => v?.value.toString() ?? null)).toEqual(c.keys.map(k => live(k)?.value ?? null))
+            expect(got.map(v => v?.expiresAt ?? null)).toEqual(c.keys.map(k => live(k)?.expiresAt ?? null))
+            break
+          }
         }
         // every key reads back as the model says
         for (const key of ['u/a', 'u/b', 'u/c', 'u/d', 'u/e/f', 'v/a', 'v/b', 'w']) {

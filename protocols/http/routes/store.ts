@@ -348,10 +348,11 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
     // written as JSON text straight from the store's records: no value copies, no objects per key
     const keys = request.body.keys
     const now = clock.now()
+    const handles = store.lookupMany(keys)
     let json = '{"values":['
     for (let i = 0; i < keys.length; i++) {
       if (i > 0) json += ','
-      const handle = store.lookup(keys[i])
+      const handle = handles[i]
       json += handle < 0 ? 'null' : storedJsonText(store, keys[i], handle, now)
     }
     return reply.type(JSON_TYPE).send(json + ']}')
