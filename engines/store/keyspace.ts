@@ -20,6 +20,11 @@ const K_LEN = 2
 const K_NEXT = 3
 /** Bytes of tail after the key in the item. */
 const K_TAIL = 4
+/**
+ * The item address of the next slot in the chain (as the bucket keeps the head's), so a walk down a
+ * chain loads the next record and its key bytes at the same time rather than one after the other.
+ */
+const K_NEXT_ADDR = 5
 /** The first int32 of a record the caller may use (even, so a float64 can start there). */
 export const RECORD_USER_FIELDS = 6
 /** Buckets moved from the old table to the new one by every operation while a resize is under way. */
@@ -124,7 +129,7 @@ export class Keyspace {
       const r = (slot & CHUNK_MASK) * RECORD_INTS
       if (rec[r + K_HASH] === hash && this.equals(key, addr, rec[r + K_LEN])) return slot
       entry = rec[r + K_NEXT]
-      if (entry !== 0) addr = this.records[(entry - 1) >>> CHUNK_BITS][((entry - 1) & CHUNK_MASK) * RECORD_INTS + K_ADDR]
+      addr = rec[r + K_NEXT_ADDR]
     }
     return -1
   }
@@ -163,6 +168,7 @@ export class Keyspace {
     // new keys always go to the new table
     const bucket = hash & this.mask
     rec[r + K_NEXT] = this.table[2 * bucket]
+    rec[r + K_NEXT_ADDR] = this.table[2 * bucket + 1]
     this.table[2 * bucket] = slot + 1
     this.table[2 * bucket + 1] = addr
     this.count++
@@ -229,7 +235,7 @@ export class Keyspace {
       target.set(bytes, at + keyLen)
       this.slab.free(addr, oldSize)
       rec[r + K_ADDR] = moved
-      this.headMoved(slot, rec[r + K_HASH], moved)
+      this.itemMoved(slot, rec[r + K_HASH], moved)
     }
     rec[r + K_TAIL] = bytes.length
   }
@@ -295,10 +301,15 @@ export class Keyspace {
       const r = (current & CHUNK_MASK) * RECORD_INTS
       if (current === slot) {
         const next = rec[r + K_NEXT]
-        if (prev >= 0) this.records[prev >>> CHUNK_BITS][(prev & CHUNK_MASK) * RECORD_INTS + K_NEXT] = next
-        else {
+        const nextAddr = rec[r + K_NEXT_ADDR]
+        if (prev >= 0) {
+          const prevRec = this.records[prev >>> CHUNK_BITS]
+          const p = (prev & CHUNK_MASK) * RECORD_INTS
+          prevRec[p + K_NEXT] = next
+          prevRec[p + K_NEXT_ADDR] = nextAddr
+        } else {
           table[2 * bucket] = next
-          table[2 * bucket + 1] = next === 0 ? 0 : this.records[(next - 1) >>> CHUNK_BITS][((next - 1) & CHUNK_MASK) * RECORD_INTS + K_ADDR]
+          table[2 * bucket + 1] = nextAddr
         }
         return true
       }
@@ -308,13 +319,30 @@ export class Keyspace {
     return false
   }
 
-  /** Keeps the item address in the bucket right when the item of slot (the head of a chain?) has moved. */
-  private headMoved (slot: number, hash: number, addr: number): void {
-    const bucket = hash & this.mask
-    if (this.table[2 * bucket] === slot + 1) this.table[2 * bucket + 1] = addr
-    // buckets of the old table below rehashAt are empty, so this matches only where slot really is
-    const old = this.old
-    if (old !== null && old[2 * (hash & this.oldMask)] === slot + 1) old[2 * (hash & this.oldMask) + 1] = addr
+  /**
+   * Keeps the copies of a moved item's address right: in its bucket when the slot heads its chain, else
+   * in the record before it. A key being resized can be in the old table's chain or the new one's.
+   */
+  private itemMoved (slot: number, hash: number, addr: number): void {
+    this.relink(this.table, hash & this.mask, slot, addr)
+    if (this.old !== null) this.relink(this.old, hash & this.oldMask, slot, addr)
+  }
+
+  private relink (table: Int32Array, bucket: number, slot: number, addr: number): void {
+    let entry = table[2 * bucket]
+    if (entry === slot + 1) {
+      table[2 * bucket + 1] = addr
+      return
+    }
+    while (entry !== 0) {
+      const rec = this.records[(entry - 1) >>> CHUNK_BITS]
+      const r = ((entry - 1) & CHUNK_MASK) * RECORD_INTS
+      entry = rec[r + K_NEXT]
+      if (entry === slot + 1) {
+        rec[r + K_NEXT_ADDR] = addr
+        return
+      }
+    }
   }
 
   private startResize (): void {
@@ -338,6 +366,7 @@ export class Keyspace {
         const next = rec[r + K_NEXT]
         const bucket = rec[r + K_HASH] & this.mask
         rec[r + K_NEXT] = this.table[2 * bucket]
+        rec[r + K_NEXT_ADDR] = this.table[2 * bucket + 1]
         this.table[2 * bucket] = entry
         this.table[2 * bucket + 1] = rec[r + K_ADDR]
         entry = next
