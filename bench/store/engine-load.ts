@@ -1,12 +1,14 @@
 /**
  * In-process Store load, run in its own process so its RSS is the store's: loads N keys of 64-byte values,
- * reads its RSS, then times get, mget of 100, set (overwrites) and mset of 100 of keys picked at random
- * among them, and last a Map.get over the same keys as an anchor. Prints one JSON line.
+ * reads its RSS, then times get, mget of 100, set (overwrites) and mset of 100 of keys picked uniformly
+ * at random among them, get and set of keys picked by a Zipfian distribution, and last a Map.get over
+ * the uniform keys as an anchor. Prints one JSON line.
  * Usage: engine-load.js <keys> <seconds per phase> [maxMemoryBytes]
  */
 import { systemClock } from '../../engines/clock.js'
 import { Store } from '../../engines/store/store.js'
 import { peakRssMb, rssMb } from '../lib/process.js'
+import { ScrambledZipf } from './zipf.js'
 
 const keys = Number(process.argv[2] ?? 1_000_000)
 const seconds = Number(process.argv[3] ?? 2)
@@ -22,19 +24,25 @@ const loadMs = performance.now() - loadStart
 const residentRss = rssMb(process.pid) ?? 0
 
 /**
- * 65536 key strings picked at random among the resident keys and made beforehand, so the timed loops
- * measure the store rather than string building, without holding a second copy of every key.
+ * 65536 key strings picked among the resident keys and made beforehand, so the timed loops measure the
+ * store rather than string building, without holding a second copy of every key: `pool` uniformly at
+ * random (every key as likely: the worst case for the CPU caches), `zipfPool` as YCSB's default
+ * request distribution picks them (a few keys are asked for far more often than most, as in real caches).
  */
-const pool: string[] = new Array<string>(1 << 16)
+const POOL_SIZE = 1 << 16
+const pool: string[] = new Array<string>(POOL_SIZE)
 for (let i = 0; i < pool.length; i++) pool[i] = keyName(Math.floor(Math.random() * keys))
+const zipf = new ScrambledZipf(keys)
+const zipfPool: string[] = new Array<string>(POOL_SIZE)
+for (let i = 0; i < zipfPool.length; i++) zipfPool[i] = keyName(zipf.next())
 
-function timed (op: (key: string) => void): number {
+function timed (op: (key: string) => void, from: string[] = pool): number {
   let ops = 0
   const start = performance.now()
   const end = start + seconds * 1000
   let now = start
   while (now < end) {
-    for (let i = 0; i < 8192; i++) op(pool[(ops + i) & (pool.length - 1)])
+    for (let i = 0; i < 8192; i++) op(from[(ops + i) & (POOL_SIZE - 1)])
     ops += 8192
     now = performance.now()
   }
@@ -62,6 +70,8 @@ const getRate = timed(key => { if (store.get(key) !== undefined) found++ })
 const mgetRate = timedBatches(keys => { for (const v of store.mget(keys)) if (v !== null) found++ })
 const setRate = timed(key => { store.set(key, value) })
 const msetRate = timedBatches(keys => { store.mset(keys.map(key => ({ key, value }))) })
+const zipfGetRate = timed(key => { if (store.get(key) !== undefined) found++ }, zipfPool)
+const zipfSetRate = timed(key => { store.set(key, value) }, zipfPool)
 const peakRss = peakRssMb(process.pid) ?? 0
 
 /*
@@ -79,6 +89,8 @@ const result = {
   mgetRate,
   setRate,
   msetRate,
+  zipfGetRate,
+  zipfSetRate,
   mapGetRate,
   found,
   residentRssMb: residentRss,
