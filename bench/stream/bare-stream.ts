@@ -1,7 +1,7 @@
 /**
  * The HTTP baseline of the stream scenarios: fastify with the same routes and the same bytes as Tetra's
  * stream API, with nothing stored: append parses the batch and answers offsets from a counter; a page
- * read and the SSE tail build the same JSON from messages held in memory. Prints
+ * read (with the same next-page headers) and the SSE tail build the same JSON from messages held in memory. Prints
  * `{"event":"listening","httpPort":..}` and runs until SIGTERM.
  */
 import Fastify from 'fastify'
@@ -22,10 +22,12 @@ async function main (): Promise<void> {
     const offsets = Array.from({ length: n }, () => next++)
     return { offsets }
   })
-  app.get<{ Querystring: { from?: string, limit?: string } }>('/v1/streams/:name/messages', async request => {
+  app.get<{ Params: { name: string }, Querystring: { from?: string, limit?: string } }>('/v1/streams/:name/messages', async (request, reply) => {
     const from = Number(request.query.from ?? 0)
     const limit = Number(request.query.limit ?? 100)
     const messages = Array.from({ length: limit }, (_, i) => message(from + i))
+    void reply.header('tetra-next', String(from + limit))
+      .header('link', `</v1/streams/${request.params.name}/messages?from=${from + limit}&limit=${limit}>; rel="next"`)
     return { messages, next: from + limit, firstOffset: 0, truncated: false }
   })
   app.get('/v1/streams/:name/tail', async (request, reply) => {

@@ -3,11 +3,12 @@
  * scenario against a broker (or the bare baseline) and prints one JSON line with what it counted.
  *  - append: `connections` loops, each POSTing batches of `batch` messages of `payloadBytes` for `durationMs`
  *  - fill:   the same with batches of 1000 until `messages` are appended (setup, not measured)
- *  - replay: GET pages of `page` from offset 0 until `messages` were read
+ *  - replay: GET pages of `page` from offset 0 until `messages` were read, the next page requested as
+ *            soon as the current one's headers say where it starts (see replay())
  *  - tail:   one SSE reader from offset 0 until `messages` events arrived
  */
 import { performance } from 'node:perf_hooks'
-import { get } from 'node:http'
+import { get, request, type Agent, type IncomingHttpHeaders } from 'node:http'
 import { latencySummary } from '../lib/stats.js'
 import { httpCall, makeAgent } from './http.js'
 
@@ -80,25 +81,67 @@ async function fill (p: Extract<StreamLoadParams, { mode: 'fill' }>): Promise<St
   return { published, delivered, rate: delivered / (elapsedMs / 1000), elapsedMs }
 }
 
+/** A GET whose headers and body arrive as two promises: the headers say where the next page starts. */
+function getPage (agent: Agent, base: string, path: string): { headers: Promise<IncomingHttpHeaders>, body: Promise<{ status: number, body: Buffer }> } {
+  let onHeaders!: (h: IncomingHttpHeaders) => void
+  const headers = new Promise<IncomingHttpHeaders>(resolve => { onHeaders = resolve })
+  const url = new URL(path, base)
+  const body = new Promise<{ status: number, body: Buffer }>((resolve, reject) => {
+    const req = request({ agent, host: url.hostname, port: url.port, method: 'GET', path: url.pathname + url.search }, res => {
+      onHeaders(res.headers)
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }) })
+      res.on('error', reject)
+    })
+    req.on('error', err => { onHeaders({}); reject(err) })
+    req.end()
+  })
+  return { headers, body }
+}
+
+/**
+ * Pages of `page` messages from offset 0, as a consumer that prefetches reads them: the request for
+ * page N+1 goes out (on a second connection) as soon as page N's headers give its `Tetra-Next`, while
+ * page N is still arriving and being parsed. Every message of every page is parsed and counted, and
+ * the offsets must follow each other without gap or repeat (else counted in errors).
+ */
 async function replay (p: Extract<StreamLoadParams, { mode: 'replay' }>): Promise<StreamLoadResult> {
-  const agent = makeAgent(1)
-  let from = 0
+  const agent = makeAgent(2)
+  const path = (from: number): string => `/v1/streams/${p.stream}/messages?from=${from}&limit=${p.page}`
+  let expected = 0
   let delivered = 0
+  let errors = 0
   const latencies: number[] = []
   const start = performance.now()
   const deadline = start + p.timeoutMs
-  while (delivered < p.messages && performance.now() < deadline) {
-    const t0 = performance.now()
-    const res = await httpCall(agent, p.base, 'GET', `/v1/streams/${p.stream}/messages?from=${from}&limit=${p.page}`)
+  let t0 = performance.now()
+  let current = getPage(agent, p.base, path(0))
+  for (let round = 0; round < 10_000_000 && delivered < p.messages && performance.now() < deadline; round++) {
+    const headers = await current.headers
+    const next = Number(headers['tetra-next'])
+    let following: ReturnType<typeof getPage> | null = null
+    let t1 = 0
+    if (Number.isSafeInteger(next) && next < p.messages) {
+      t1 = performance.now()
+      following = getPage(agent, p.base, path(next))
+    }
+    const res = await current.body
     latencies.push(performance.now() - t0)
-    const page = JSON.parse(res.body.toString()) as { messages: unknown[], next: number }
-    if (page.messages.length === 0) break
+    const page = JSON.parse(res.body.toString()) as { messages: Array<{ offset: number }>, next: number }
+    for (const m of page.messages) {
+      if (m.offset !== expected) errors++
+      expected = m.offset + 1
+    }
     delivered += page.messages.length
-    from = page.next
+    if (page.messages.length === 0 || following === null) break
+    if (page.next !== next) errors++
+    current = following
+    t0 = t1
   }
   const elapsedMs = performance.now() - start
   agent.destroy()
-  return { published: p.messages, delivered, rate: delivered / (elapsedMs / 1000), elapsedMs, ...latencySummary(latencies) }
+  return { published: p.messages, delivered, rate: delivered / (elapsedMs / 1000), elapsedMs, errors, ...latencySummary(latencies) }
 }
 
 async function tail (p: Extract<StreamLoadParams, { mode: 'tail' }>): Promise<StreamLoadResult> {

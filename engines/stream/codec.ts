@@ -109,17 +109,23 @@ function writeEntry (out: Buffer, at: number, e: PreparedEntry): number {
   return at + e.payload.length
 }
 
-export function decodeEntry (offset: number, value: Buffer): StreamEntry {
-  const timestamp = readNumber(value, 0)
-  const flags = value[8]
-  let at = 9
+/**
+ * Decodes the entry stored at chunk[at, at + len) without first cutting it out of the chunk: the
+ * payload is the only view created (one view per message is what the read path can afford).
+ */
+export function decodeEntryAt (offset: number, chunk: Buffer, at: number, len: number): StreamEntry {
+  const end = at + len
+  const timestamp = readNumber(chunk, at)
+  const flags = chunk[at + 8]
+  at += 9
+  if ((flags & (FLAG_TOPIC | FLAG_KEY | FLAG_HEADERS)) === 0) return { offset, timestamp, payload: chunk.subarray(at, end) }
   const take = (): string => {
-    const len = value.readUInt32BE(at)
-    const s = value.toString('utf8', at + 4, at + 4 + len)
-    at += 4 + len
+    const n = chunk.readUInt32BE(at)
+    const s = chunk.toString('utf8', at + 4, at + 4 + n)
+    at += 4 + n
     return s
   }
-  const entry: StreamEntry = { offset, timestamp, payload: Buffer.alloc(0) }
+  const entry: StreamEntry = { offset, timestamp, payload: EMPTY }
   if ((flags & FLAG_TOPIC) !== 0) {
     entry.topic = take()
     entry.qos = ((flags >> QOS_SHIFT) & 3) as 0 | 1 | 2
@@ -127,9 +133,14 @@ export function decodeEntry (offset: number, value: Buffer): StreamEntry {
   }
   if ((flags & FLAG_KEY) !== 0) entry.key = take()
   if ((flags & FLAG_HEADERS) !== 0) entry.headers = JSON.parse(take()) as Record<string, string>
-  entry.payload = value.subarray(at)
+  entry.payload = chunk.subarray(at, end)
   return entry
 }
+
+const EMPTY = Buffer.alloc(0)
+
+/** Timestamp of the entry stored at chunk[at...]. */
+export const entryTimestampAt = (chunk: Buffer, at: number): number => readNumber(chunk, at)
 
 /** Timestamp of an encoded entry without decoding the rest. */
 export const entryTimestamp = (value: Buffer): number => readNumber(value, 0)
@@ -178,14 +189,20 @@ export function encodeChunk (entries: PreparedEntry[]): Buffer {
 
 export const chunkCount = (chunk: Buffer): number => chunk.readUInt32BE(0)
 
-/** Calls fn(offset, entryBytes) for each entry of a chunk from offset `from` on, until fn returns false. */
-export function forEachInChunk (firstOffset: number, chunk: Buffer, from: number, fn: (offset: number, entry: Buffer) => boolean): void {
+/**
+ * Calls fn(offset, chunk, at, len) for each entry of a chunk from offset `from` on, until fn returns
+ * false; the entry's bytes are chunk[at, at + len). No view is cut per entry: on a replay that would
+ * cost as much as the rest of the read.
+ */
+export function forEachInChunk (firstOffset: number, chunk: Buffer, from: number, fn: (offset: number, chunk: Buffer, at: number, len: number) => boolean): void {
   const count = chunk.readUInt32BE(0)
   let at = 4
-  for (let i = 0; i < count; i++) {
+  let i = 0
+  // skip the entries before `from` by their lengths alone
+  for (; i < count && firstOffset + i < from; i++) at += 4 + chunk.readUInt32BE(at)
+  for (; i < count; i++) {
     const len = chunk.readUInt32BE(at)
-    const offset = firstOffset + i
-    if (offset >= from && !fn(offset, chunk.subarray(at + 4, at + 4 + len))) return
+    if (!fn(firstOffset + i, chunk, at + 4, len)) return
     at += 4 + len
   }
 }

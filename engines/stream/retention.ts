@@ -1,6 +1,6 @@
 import type { WriteOp } from '../storage/storage.js'
 import { prefixEnd } from '../storage/keys.js'
-import { chunkCount, entryTimestamp, forEachInChunk, keys, offsetOfKey, TAG, timeKeyParts } from './codec.js'
+import { chunkCount, entryTimestampAt, forEachInChunk, keys, offsetOfKey, TAG, timeKeyParts } from './codec.js'
 import type { StreamLog } from './log.js'
 import type { StreamContext } from './types.js'
 
@@ -43,14 +43,14 @@ export async function enforceRetention (log: StreamLog, ctx: StreamContext, isSt
     let keep = false
     for (const [key, chunk] of rows) {
       const chunkFirst = offsetOfKey(key)
-      forEachInChunk(chunkFirst, chunk, first, (offset, entry) => {
+      forEachInChunk(chunkFirst, chunk, first, (offset, data, at, len) => {
         const over = (s.maxCount !== undefined && count > s.maxCount) ||
           (s.maxBytes !== undefined && bytes > s.maxBytes) ||
-          entryTimestamp(entry) < cutoff
+          entryTimestampAt(data, at) < cutoff
         if (!over) { keep = true; return false }
         count--
-        bytes -= entry.length
-        removedBytes += entry.length
+        bytes -= len
+        removedBytes += len
         newFirst = offset + 1
         return true
       })

@@ -130,7 +130,11 @@ export class StreamEngine {
       }
     }
     this.sequence = maxId + 1
-    for (const log of this.logs.values()) this.startCapture(log)
+    for (const log of this.logs.values()) {
+      this.startCapture(log)
+      // seeks by time use the stored index until the one in memory is loaded
+      this.track(log.loadTimeIndex(() => this.closed))
+    }
     for (const id of tombstones) this.track(this.purgeId(id))
   }
 
@@ -177,7 +181,7 @@ export class StreamEngine {
   private createLog (name: string, settings: StreamSettings): { log: StreamLog, ops: WriteOp[] } {
     const now = this.clock.now()
     const record: StreamRecord = { id: this.ctx.nextId(), createdAt: now, settings, next: 0, first: 0, bytes: 0, lastTimestamp: 0, lastIndexedTimestamp: 0 }
-    const log = new StreamLog(name, record, this.ctx)
+    const log = new StreamLog(name, record, this.ctx, true)
     this.logs.set(name, log)
     this.startCapture(log)
     return { log, ops: [log.metaOp(), this.ctx.sequenceOp()] }

@@ -61,6 +61,11 @@ export interface StreamLimits {
   retentionIntervalMs: number
   /** Captured messages waiting for storage per stream beyond which QoS 0 captures are dropped (and counted). */
   captureMaxPending: number
+  /**
+   * Most entries of each in-memory index of a stream: time index points (16 bytes each; beyond it the
+   * index is thinned) and chunk offsets (8 bytes each; beyond it the older half is dropped).
+   */
+  indexPoints: number
 }
 
 export const DEFAULT_LIMITS: StreamLimits = {
@@ -71,7 +76,8 @@ export const DEFAULT_LIMITS: StreamLimits = {
   maxDedupIds: 200_000,
   retentionChunk: 1000,
   retentionIntervalMs: 1000,
-  captureMaxPending: 100_000
+  captureMaxPending: 100_000,
+  indexPoints: 65_536
 }
 
 /** What a stream and its groups need from the engine around them. */

@@ -57,6 +57,17 @@ export class SseStream {
     return this.raw.write(text)
   }
 
+  /**
+   * Writes `count` events already framed as `id: ...\ndata: ...\n\n` in one write (a feed that sends
+   * many events at once saves a write per event); false when the socket buffer is full. The buffer
+   * must not be reused afterwards: the socket may still hold it.
+   */
+  sendFramed (frames: Buffer, count: number): boolean {
+    if (this.ended) return false
+    this.sent += count
+    return this.raw.write(frames)
+  }
+
   /** Resolves when the socket can take more, or the stream has ended. */
   async drained (): Promise<void> {
     if (this.ended || !this.raw.writableNeedDrain) return

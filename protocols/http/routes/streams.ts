@@ -5,6 +5,7 @@ import type { AppendMessage, StartPosition, StreamEntry, StreamInfo } from '../.
 import type { GroupInfo } from '../../../engines/stream/group.js'
 import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
 import { lastEventId, SseStream } from '../sse.js'
+import { JsonWriter, pageJson, writeSseEvent } from './stream-json.js'
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } as const
 const streamParams = { type: 'object', required: ['name'], properties: { name: NAME } } as const
@@ -17,6 +18,8 @@ const MAX_PAGE = 1000
  */
 const plainJson = (): ((data: unknown) => string) => (data: unknown) => JSON.stringify(data)
 const MAX_BATCH = 1000
+/** SSE events of a tail are written to the socket in buffers of about this size. */
+const SSE_WRITE_BYTES = 64 * 1024
 
 /** `from` as a query value: an offset, "start" or "end". */
 function parseFrom (from: string | undefined): number | 'start' | 'end' | undefined {
@@ -233,7 +236,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
     schema: {
       tags,
       summary: 'Read messages from an offset, the start, the end or a time',
-      description: 'next is the offset to read from next. When from is below the retained range, reading starts at firstOffset and truncated is true.',
+      description: 'next is the offset to read from next; it is also in the Tetra-Next header and in a Link header (rel="next") with the next page\'s URL, so a reader can request the next page before parsing this one. When from is below the retained range, reading starts at firstOffset and truncated is true.',
       params: streamParams,
       querystring: readQuery,
       response: {
@@ -248,10 +251,16 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
         }
       }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const q = request.query
-    const r = await streams.read(request.params.name, { from: parseFrom(q.from), time: parseTime(q.time), limit: q.limit ?? 100 })
-    return { messages: r.messages.map(entryJson), next: r.next, firstOffset: r.firstOffset, truncated: r.truncated }
+    const limit = q.limit ?? 100
+    const r = await streams.read(request.params.name, { from: parseFrom(q.from), time: parseTime(q.time), limit })
+    // the next position in the headers too: a reader can ask for the next page before parsing this one
+    return await reply
+      .header('tetra-next', String(r.next))
+      .header('link', `</v1/streams/${request.params.name}/messages?from=${r.next}&limit=${limit}>; rel="next"`)
+      .type('application/json; charset=utf-8')
+      .send(pageJson(r.messages, r.next, r.firstOffset, r.truncated))
   })
 
   app.get<{ Params: { name: string }, Querystring: ReadQuery }>('/v1/streams/:name/tail', {
@@ -294,18 +303,22 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
       if (page.messages.length > 0 && page.messages[0].offset > cursor) {
         sse.send({ event: 'truncated', data: JSON.stringify({ requested: cursor, firstOffset: page.messages[0].offset }) })
       }
-      // one page goes out in as few socket writes as possible
-      reply.raw.cork()
-      for (const m of page.messages) {
-        // a full socket buffer pauses the reader here; it catches up from storage, nothing piles up in memory
-        if (!sse.send({ id: String(m.offset), data: JSON.stringify(entryJson(m)) })) {
-          reply.raw.uncork()
-          await sse.drained()
-          reply.raw.cork()
+      // events are framed into buffers of about SSE_WRITE_BYTES, one socket write each (a buffer handed
+      // to the socket is not written again: a new one is started)
+      let out: JsonWriter | null = null
+      let framed = 0
+      for (let i = 0; i < page.messages.length && !sse.closed; i++) {
+        out ??= new JsonWriter(SSE_WRITE_BYTES + 4096)
+        writeSseEvent(out, page.messages[i])
+        framed++
+        if (out.length >= SSE_WRITE_BYTES || i === page.messages.length - 1) {
+          const room = sse.sendFramed(out.view(), framed)
+          out = null
+          framed = 0
+          // a full socket buffer pauses the reader here; it catches up from storage, nothing piles up in memory
+          if (!room) await sse.drained()
         }
-        if (sse.closed) break
       }
-      reply.raw.uncork()
       ctx.metrics.sseEvents.inc({ feed: 'stream' }, page.messages.length)
       cursor = page.next
       if (page.messages.length === 0 && log.durableNext <= cursor) await log.changed(stop.signal)
