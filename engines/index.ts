@@ -28,6 +28,8 @@ export interface EngineOptions {
   streamDedupWindowMs?: number
   /** Queues: pushing to a missing queue creates it (default true). */
   queueAutocreate?: boolean
+  /** Called when background work nobody waits for (a queue's lease expiry, capture) fails; the broker logs it. */
+  onBackgroundError?: (err: unknown, what: string) => void
 }
 
 export interface Engines {
@@ -61,7 +63,7 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
       ...(options.streamDedupWindowMs !== undefined ? { defaultDedupWindowMs: options.streamDedupWindowMs } : {})
     })
     opened.push(async () => { await streams.close() })
-    const queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true })
+    const queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true, onError: options.onBackgroundError })
     opened.push(async () => { await queues.close() })
     const store = new Store({
       clock,

@@ -29,7 +29,7 @@ function listen (server: Server, port: number, host: string): Promise<AddressInf
 
 /** Assembles the engines and the front-ends and binds the listeners. */
 export async function startBroker (config: Config, logger: Logger): Promise<Broker> {
-  const engines = await createEngines(config)
+  const engines = await createEngines({ ...config, onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) } })
   let shuttingDown = false
   let http: FastifyInstance | undefined
   const mqttServer = createMqttServer(engines.pubsub)

@@ -6,7 +6,12 @@ import { InvalidArgument } from '../errors.js'
  *
  *   'Q' name                    -> queue settings (JSON, with the queue's numeric id)
  *   'D' qid 'c'                 -> counters (totals, next sequence number)
- *   'D' qid 'b' rank            -> message body (enqueue and due time, topic, headers, dedup id, payload); immutable
+ *   'D' qid 'g' u64 start       -> segment: the bodies of the messages start, start + 1, ... of one push batch
+ *                                  (see encodeSegment and segments.ts); immutable
+ *   'D' qid 'a' u64 start       -> the segment's gone bitmap: which of its messages are acked, expired,
+ *                                  purged or moved away (absent: none yet); deleted with the segment
+ *   'D' qid 'b' rank            -> the body of a message not in a segment (pushed alone or in a small batch);
+ *                                  immutable. Body = enqueue and due time, topic, headers, dedup id, payload
  *   'D' qid 's' rank            -> message state (ready/delayed/leased/dead, deliveries, due time, receipt token),
  *                                  written from the first delivery on; without one the body's due time decides
  *   'D' qid 'l' u64             -> lease record: the deliveries handed out by one receive (see encodeLeases)
@@ -33,6 +38,8 @@ export const KIND_STATE = 0x73 // 's'
 export const KIND_DEAD = 0x64 // 'd'
 export const KIND_DEDUP = 0x75 // 'u'
 export const KIND_LEASE = 0x6c // 'l'
+export const KIND_SEGMENT = 0x67 // 'g'
+export const KIND_GONE = 0x61 // 'a'
 
 export const MAX_SEQ = 2 ** 48 - 1
 
@@ -91,10 +98,15 @@ export function rankOfKey (key: Buffer): { priority: number, seq: number } {
   return { priority: 255 - key[at], seq: key.readUIntBE(at + 2, 6) }
 }
 
-/** The rank in hex, built as a string: ids are made several times per delivered message. */
+/** '00' + the rank's first byte in hex, for each priority: the start of every id. */
+const ID_PREFIX: string[] = Array.from({ length: 256 }, (_, priority) => (255 - priority).toString(16).padStart(2, '0') + '00')
+/** Zeros to pad a hex sequence number of each length to 12 digits. */
+const ZEROS: string[] = Array.from({ length: 13 }, (_, n) => '0'.repeat(12 - n))
+
+/** The rank in hex, built as a string from tables: ids are made for every message pushed and delivered. */
 export function messageId (priority: number, seq: number): string {
-  const p = 255 - priority
-  return (p < 16 ? '0' : '') + p.toString(16) + '00' + seq.toString(16).padStart(12, '0')
+  const hex = seq.toString(16)
+  return ID_PREFIX[priority] + ZEROS[hex.length] + hex
 }
 
 const ID_PATTERN = /^[0-9a-f]{2}00[0-9a-f]{12}$/
@@ -109,9 +121,24 @@ export function idOfKey (key: Buffer): string {
   return key.subarray(key.length - 8).toString('hex')
 }
 
-/** A receipt names one delivery: the message id and the lease token of that delivery. */
+/** A receipt names one delivery: the message id and the lease token of that delivery (base 36). */
 export function receiptOfId (id: string, token: number): string {
-  return id + '.' + token.toString(36)
+  return id + '.' + base36(token)
+}
+
+const B36_LOW = 36 ** 5
+const B36_ZEROS: string[] = Array.from({ length: 6 }, (_, n) => '0'.repeat(5 - n))
+
+/**
+ * token.toString(36), in two halves below 2^30: V8 converts such small integers several times faster
+ * than a larger number (tokens start at a random point up to 2^40), and a receipt is made per delivery.
+ */
+function base36 (token: number): string {
+  const low = token % B36_LOW
+  const high = (token - low) / B36_LOW
+  if (high === 0) return low.toString(36)
+  const digits = low.toString(36)
+  return high.toString(36) + B36_ZEROS[digits.length] + digits
 }
 
 export interface ParsedReceipt { priority: number, seq: number, token: number }
@@ -143,11 +170,17 @@ export function parseReceipt (receipt: unknown): ParsedReceipt {
     !isHex(receipt, 0, 16) || !isBase36(receipt, 17, n)) {
     throw new InvalidArgument(`"${receipt.slice(0, 100)}" is not a receipt of this broker`, { receipt })
   }
-  return {
-    priority: 255 - parseInt(receipt.slice(0, 2), 16),
-    seq: parseInt(receipt.slice(4, 16), 16),
-    token: parseInt(receipt.slice(17), 36)
+  return { priority: 255 - digits(receipt, 0, 2, 16), seq: digits(receipt, 4, 16, 16), token: digits(receipt, 17, n, 36) }
+}
+
+/** The number text[from, to) spells in a base up to 36 (digits checked before); like parseInt, inexact past 2^53 (such a token matches no lease). */
+function digits (text: string, from: number, to: number, base: number): number {
+  let value = 0
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    value = value * base + (c <= 57 ? c - 48 : c - 87)
   }
+  return value
 }
 
 // ---- message body ---------------------------------------------------------------------------------
@@ -224,6 +257,57 @@ export function bodyTimes (b: Buffer): { enqueuedAt: number, due: number } {
   return { enqueuedAt: b.readDoubleBE(0), due: b.readDoubleBE(8) }
 }
 
+// ---- segments -------------------------------------------------------------------------------------
+
+/** The key of a segment ('g') or of its gone bitmap ('a'). */
+export function segmentKey (qid: number, kind: number, start: number): Buffer {
+  const b = Buffer.allocUnsafe(14)
+  b[0] = DATA[0]
+  b.writeUInt32BE(qid, 1)
+  b[5] = kind
+  b.writeUInt16BE(0, 6)
+  b.writeUIntBE(start, 8, 6)
+  return b
+}
+
+export function segmentStartOfKey (key: Buffer): number {
+  return key.readUIntBE(key.length - 6, 6)
+}
+
+/**
+ * Segment value: u32 count, then per message u8 priority and u32 end offset of its body (from the start
+ * of the value), then the encoded bodies back to back. Message i has sequence number start + i.
+ */
+const SEGMENT_ENTRY = 5
+
+export function segmentHeaderSize (count: number): number {
+  return 4 + count * SEGMENT_ENTRY
+}
+
+/** Writes the header of a segment whose bodies (already in place) end at the given offsets. */
+export function writeSegmentHeader (into: Buffer, priorities: number[], ends: number[]): void {
+  into.writeUInt32BE(priorities.length, 0)
+  for (let i = 0; i < priorities.length; i++) {
+    const at = 4 + i * SEGMENT_ENTRY
+    into[at] = priorities[i]
+    into.writeUInt32BE(ends[i], at + 1)
+  }
+}
+
+export function segmentCount (segment: Buffer): number {
+  return segment.readUInt32BE(0)
+}
+
+export function segmentPriority (segment: Buffer, i: number): number {
+  return segment[4 + i * SEGMENT_ENTRY]
+}
+
+/** The encoded body of message i (a view into the segment). */
+export function segmentBody (segment: Buffer, i: number): Buffer {
+  const from = i === 0 ? segmentHeaderSize(segmentCount(segment)) : segment.readUInt32BE(4 + (i - 1) * SEGMENT_ENTRY + 1)
+  return segment.subarray(from, segment.readUInt32BE(4 + i * SEGMENT_ENTRY + 1))
+}
+
 // ---- message state --------------------------------------------------------------------------------
 
 export enum Status { Ready = 0, Delayed = 1, Leased = 2, Dead = 3 }
@@ -246,8 +330,10 @@ export interface MessageState {
 
 const MAX_TEXT = 4096
 
+const NO_TEXT = Buffer.alloc(0)
+
 function clip (text: string | undefined): Buffer {
-  if (text === undefined) return Buffer.alloc(0)
+  if (text === undefined) return NO_TEXT
   const b = Buffer.from(text, 'utf8')
   return b.length > MAX_TEXT ? b.subarray(0, MAX_TEXT) : b
 }
@@ -268,6 +354,11 @@ export function encodeState (s: MessageState): Buffer {
   b.writeUInt16BE(lastError.length, at)
   lastError.copy(b, at + 2)
   return b
+}
+
+/** The lease token of a state record, without decoding the rest. */
+export function stateToken (b: Buffer): number {
+  return b.readDoubleBE(29)
 }
 
 export function decodeState (b: Buffer): MessageState {

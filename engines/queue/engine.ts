@@ -4,13 +4,15 @@ import type { BusMessage, PubSub } from '../pubsub/pubsub.js'
 import { prefixEnd } from '../storage/keys.js'
 import { InvalidArgument, NotFound, TooLarge, Unavailable } from '../errors.js'
 import {
-  CATALOG, DATA, catalogName, KIND_BODY, KIND_COUNTERS, KIND_DEAD, KIND_DEDUP, KIND_STATE, MAX_SEQ, Status,
+  CATALOG, DATA, catalogName, KIND_BODY, KIND_COUNTERS, KIND_DEAD, KIND_DEDUP, KIND_GONE, KIND_SEGMENT, KIND_STATE, MAX_SEQ, Status,
   bodySize, bodyTimes, catalogKey, dataPrefix, decodeBody, decodeCounters, decodeDedup, decodeState, dedupKey, encodeBody,
   encodeCounters, encodeDedup, encodeLeases, encodeState, idOfKey, decodeLeases, KIND_LEASE, leaseIdOfKey, leaseKey, kindPrefix, messageId, messageKey, parseMessageId,
-  parseReceipt, rankOfKey, receiptOfId, type LeaseEntry, type MessageBody, type MessageState, type ParsedReceipt, type QueueCounters
+  parseReceipt, rankOfKey, receiptOfId, segmentBody, segmentCount, segmentHeaderSize, segmentKey, segmentPriority, segmentStartOfKey, stateToken, writeSegmentHeader,
+  type LeaseEntry, type MessageBody, type MessageState, type ParsedReceipt, type QueueCounters
 } from './codec.js'
 import { DEFAULT_SETTINGS, LIMITS, applySettings, backoffDelay, validateQueueName, type QueueSettings, type SettingsPatch } from './settings.js'
 import { BODY_CACHE_BYTES, QueueState, type DeliveryHistory, type Lease, type LeaseRecord, type Waiter } from './state.js'
+import { Segment } from './segments.js'
 
 export interface QueueEngineOptions {
   storage: Storage
@@ -113,6 +115,14 @@ interface StoredQueue { qid: number, createdAt: number, settings: QueueSettings 
 const NO_RECORD: LeaseRecord = { id: -1, open: 0 }
 
 const EMPTY = Buffer.alloc(0)
+/**
+ * A push stores runs of at least this many messages as segments (one LevelDB value per run); smaller
+ * pushes give each message its own body record. Bounds the segments held in memory to one per this many
+ * messages, while the pushes where the per-message write cost matters (batches) use segments.
+ */
+const SEGMENT_MIN_MESSAGES = 4
+/** Largest segment value: a read of one message's body from LevelDB reads its whole segment. */
+const SEGMENT_MAX_BYTES = 1024 * 1024
 const PAGE = 1000
 const DELETE_CHUNK = 10_000
 /** Timers further out than this are re-armed when they fire (setTimeout's limit is 2^31 - 1 ms). */
@@ -265,25 +275,55 @@ export class QueueEngine {
         ops.push(this.partition.put(dedupKey(q.qid, m.dedupId), encodeDedup(id, expiresAt)))
       }
     }
-    // The bodies of one push share one allocation of their exact size: kept in memory (QueueState.bodies),
-    // slices of Node's shared 8 KB buffer pool would each hold a whole pool block alive.
-    let size = 0
-    for (const a of added) size += bodySize(a.body)
-    const arena = Buffer.allocUnsafeSlow(size)
-    let offset = 0
-    for (const a of added) {
-      // no state record: the body alone says ready (or delayed until due) until the first delivery
-      a.encoded = encodeBody(a.body, arena, offset)
-      offset += a.encoded.length
-      ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, a.priority, a.seq), a.encoded))
+    // No state record: the body alone says ready (or delayed until due) until the first delivery.
+    // Runs of consecutive messages (their sequence numbers are consecutive) go into segments, one value
+    // each; the rest get a body record each. The encoded bodies are kept in memory (QueueState.bodies) as
+    // views into buffers allocated at their exact size: slices of Node's shared 8 KB buffer pool would
+    // each hold a whole pool block alive.
+    const segments: Segment[] = []
+    const segmentValues: Buffer[] = []
+    const alone: Array<{ seq: number, encoded: Buffer }> = []
+    const sizes = added.map(a => bodySize(a.body))
+    for (let i = 0; i < added.length;) {
+      let j = i + 1
+      let bytes = sizes[i]
+      while (j < added.length && segmentHeaderSize(j - i + 1) + bytes + sizes[j] <= SEGMENT_MAX_BYTES) bytes += sizes[j++]
+      if (j - i < SEGMENT_MIN_MESSAGES) {
+        for (; i < j; i++) {
+          const a = added[i]
+          a.encoded = encodeBody(a.body, Buffer.allocUnsafeSlow(sizes[i]))
+          alone.push(a)
+          ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, a.priority, a.seq), a.encoded))
+        }
+        continue
+      }
+      const value = Buffer.allocUnsafeSlow(segmentHeaderSize(j - i) + bytes)
+      const priorities: number[] = []
+      const ends: number[] = []
+      let at = segmentHeaderSize(j - i)
+      for (let k = i; k < j; k++) {
+        const a = added[k]
+        a.encoded = encodeBody(a.body, value, at)
+        at += a.encoded.length
+        priorities.push(a.priority)
+        ends.push(at)
+      }
+      writeSegmentHeader(value, priorities, ends)
+      const segment = new Segment(added[i].seq, j - i)
+      q.segments.add(segment)
+      segments.push(segment)
+      segmentValues.push(value)
+      ops.push(this.partition.put(segmentKey(q.qid, KIND_SEGMENT, segment.start), value))
+      i = j
     }
     q.counters.pushed += added.length
     if (added.length > 0) ops.push(this.countersOp(q))
     for (const op of extraOps) ops.push(op)
-    const written = this.storage.write(ops)
+    const written = this.commit(q, ops)
     // visible at once (see QueueState.bodies): a waiting receiver's lease joins this write's batch
+    for (const a of alone) q.keepBody(a.seq, a.encoded)
+    segments.forEach((segment, k) => { q.cacheSegment(segment, segmentValues[k]) })
     for (const a of added) {
-      q.keepBody(a.seq, a.encoded)
       if (a.due > 0) q.addDelayed(a.due, a.priority, a.seq, now)
       else q.addReady(a.priority, a.seq, now)
     }
@@ -295,15 +335,20 @@ export class QueueEngine {
     } catch (err) {
       durable?.reject()
       for (const d of newDedup) q.dedup.delete(d)
-      for (const a of added) {
-        q.lost.add(a.seq)
-        q.takeBody(a.seq)
+      for (const segment of segments) {
+        q.uncacheSegment(segment)
+        q.segments.remove(segment)
       }
+      for (const a of added) q.lost.add(a.seq)
+      for (const a of alone) q.takeBody(a.seq)
       q.counters.pushed -= added.length
       throw err
     }
     // durable now: the bodies stay in memory only within the cache budget
-    if (q.bodyBytes > BODY_CACHE_BYTES) for (const a of added) q.takeBody(a.seq)
+    if (q.bodyBytes > BODY_CACHE_BYTES) {
+      for (const a of alone) q.takeBody(a.seq)
+      for (const segment of segments) q.uncacheSegment(segment)
+    }
     if (waitFor.length > 0) await Promise.all(waitFor)
     if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
     return ids
@@ -445,12 +490,10 @@ export class QueueEngine {
     const record = { id: q.nextLeaseRecord++, open: leases.length }
     for (const l of leases) l.record = record
     const written = this.storage.write([this.partition.put(leaseKey(q.qid, record.id), encodeLeases(leases))])
-    const bodies: Array<Buffer | undefined> = leases.map(l => q.takeBody(l.seq))
+    const bodies: Array<Buffer | undefined> = leases.map(l => q.takeCachedBody(l.seq, l.previous === undefined))
     const missing: number[] = []
     for (let i = 0; i < bodies.length; i++) if (bodies[i] === undefined) missing.push(i)
-    const read = missing.length === 0
-      ? undefined
-      : this.partition.getMany(missing.map(i => messageKey(q.qid, KIND_BODY, leases[i].priority, leases[i].seq)))
+    const read = missing.length === 0 ? undefined : this.readBodies(q, missing.map(i => leases[i]))
     // a failed write leaves the leases in memory; they run out and the messages come back
     const [, got] = await Promise.all([written, read])
     if (got !== undefined) missing.forEach((i, k) => { bodies[i] = got[k] })
@@ -546,17 +589,19 @@ export class QueueEngine {
     const parsed = this.parseReceipts(receipts)
     this.processDue(q, this.clock.now())
     const ops: WriteOp[] = []
+    let acked = 0
     const { results, failed } = this.onCurrentLeases(q, receipts, parsed, (lease, p) => {
       this.endLease(q, lease, ops)
-      ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, p.priority, p.seq)))
+      this.dropBody(q, p.priority, p.seq, ops)
       // a message delivered for the first time has no state record (its lease is in the lease record)
       if (lease.previous !== undefined) ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, p.priority, p.seq)))
-      q.counters.acked++
+      acked++
       return { status: 'acked' }
     })
-    if (ops.length > 0) {
+    if (acked > 0) {
+      q.counters.acked += acked
       ops.push(this.countersOp(q))
-      await this.storage.write(ops)
+      await this.commit(q, ops)
     }
     await this.explainFailures(q, receipts, parsed, failed, results)
     return results
@@ -578,7 +623,7 @@ export class QueueEngine {
     })
     if (ops.length > 0) {
       ops.push(this.countersOp(q))
-      const durable = this.storage.write(ops)
+      const durable = this.commit(q, ops)
       this.forwardAfter(q, durable)
       this.dispatch(q)
       this.schedule(q)
@@ -627,7 +672,8 @@ export class QueueEngine {
       const p = parsed[i]
       const lease = this.currentLease(q, p)
       if (lease === undefined) failed.push(i)
-      else results[i] = { receipt: receipts[i], id: messageId(p.priority, p.seq), ...handle(lease, p) }
+      // a receipt starts with its message's id (receiptOfId; parseReceipt checked the form)
+      else results[i] = { receipt: receipts[i], id: receipts[i].slice(0, 16), ...handle(lease, p) }
     }
     return { results, failed }
   }
@@ -645,10 +691,9 @@ export class QueueEngine {
     if (failed.length === 0) return
     const handled = new Set<number>()
     for (const r of results) if (r !== undefined) handled.add(parseMessageId(r.id)?.seq ?? -1)
-    // every message has a body record (a state record only once delivered)
-    const bodies = await this.partition.getMany(failed.map(i => messageKey(q.qid, KIND_BODY, parsed[i].priority, parsed[i].seq)))
+    const present = await this.messagesExist(q, failed.map(i => parsed[i]))
     failed.forEach((i, k) => {
-      const exists = bodies[k] !== undefined || handled.has(parsed[i].seq)
+      const exists = present[k] || handled.has(parsed[i].seq)
       results[i] = { receipt: receipts[i], id: messageId(parsed[i].priority, parsed[i].seq), status: exists ? 'stale' : 'not_found' }
     })
   }
@@ -683,7 +728,7 @@ export class QueueEngine {
 
   /** `token`: of the delivery that ends here, or a fresh one (see codec.ts on which record counts). */
   private deadLetter (q: QueueState, priority: number, seq: number, enqueuedAt: number, history: DeliveryHistory, reason: string, now: number, token: number, ops: WriteOp[]): void {
-    q.takeBody(seq)
+    q.forgetBody(seq, false)
     ops.push(this.stateOp(q, priority, seq, { status: Status.Dead, deliveries: history.deliveries, enqueuedAt, firstDeliveredAt: history.firstDeliveredAt, at: now, token, reason, lastError: history.lastError }))
     ops.push(this.partition.put(messageKey(q.qid, KIND_DEAD, priority, seq), Buffer.alloc(0)))
     q.deadCount++
@@ -692,9 +737,10 @@ export class QueueEngine {
   }
 
   private expire (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
+    q.forgetBody(seq, !q.history.has(seq))
     q.history.delete(seq)
-    q.takeBody(seq)
-    ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)), this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
+    this.dropBody(q, priority, seq, ops)
+    ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
     q.counters.expired++
   }
 
@@ -783,7 +829,7 @@ export class QueueEngine {
     const rows = await this.partition.range(after === undefined ? { gte: prefix, lt: prefixEnd(prefix), limit } : { gt: after, lt: prefixEnd(prefix), limit })
     const ranks = rows.map(([k]) => rankOfKey(k))
     const [bodies, states] = await Promise.all([
-      this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_BODY, r.priority, r.seq))),
+      this.readBodies(q, ranks),
       this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
     ])
     const messages: DeadLetter[] = []
@@ -851,7 +897,7 @@ export class QueueEngine {
           if (state !== undefined) moving.push({ ...r, state })
           else stray.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
         })
-        if (stray.length > 0) await this.storage.write(stray)
+        if (stray.length > 0) await this.commit(q, stray)
         await this.moveBack(q, moving)
         redriven += moving.length
       }
@@ -875,7 +921,7 @@ export class QueueEngine {
       ops.push(this.stateOp(q, m.priority, m.seq, { status: Status.Ready, deliveries: 0, enqueuedAt: m.state.enqueuedAt, firstDeliveredAt: 0, at: 0, token: this.nextToken++ }))
       ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, m.priority, m.seq)))
     }
-    await this.storage.write(ops)
+    await this.commit(q, ops)
     if (q.deleted) return
     for (const m of moving) {
       q.addReady(m.priority, m.seq, m.state.enqueuedAt)
@@ -904,10 +950,11 @@ export class QueueEngine {
           ops.push(this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)))
           if (states[i] !== undefined) {
             dead++
-            ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, r.priority, r.seq)), this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
+            this.dropBody(q, r.priority, r.seq, ops)
+            ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
           }
         })
-        await this.storage.write(ops)
+        await this.commit(q, ops)
         q.deadCount -= dead
         purged += dead
       }
@@ -922,9 +969,11 @@ export class QueueEngine {
     for (let i = 0; i < removed.length; i += DELETE_CHUNK / 2) {
       const ops: WriteOp[] = []
       for (const [priority, seq] of removed.slice(i, i + DELETE_CHUNK / 2)) {
-        ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)), this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
+        q.forgetBody(seq, true)
+        this.dropBody(q, priority, seq, ops)
+        ops.push(this.partition.del(messageKey(q.qid, KIND_STATE, priority, seq)))
       }
-      await this.storage.write(ops)
+      await this.commit(q, ops)
     }
     this.schedule(q)
     return removed.length
@@ -1032,54 +1081,73 @@ export class QueueEngine {
     }
     // deliveries known only from a lease record: written as state records, then the records go
     const fromLeases: WriteOp[] = []
-    // bodies and states in one ordered walk (both are keyed by rank); a message without a state record
-    // was never delivered: ready, or delayed until the due time its body holds
-    const bodyPrefix = kindPrefix(record.qid, KIND_BODY)
+    // state records, by seq: only messages delivered before (or dead-lettered) have one
     const statePrefix = kindPrefix(record.qid, KIND_STATE)
-    const states = this.partition.entries({ gte: statePrefix, lt: prefixEnd(statePrefix) })
-    try {
-      let nextState = await states.next()
-      for await (const [key, value] of this.partition.entries({ gte: bodyPrefix, lt: prefixEnd(bodyPrefix) })) {
-        const rank = key.subarray(key.length - 8)
-        // states without a body (none are written that way) are passed over
-        while (nextState.done !== true && Buffer.compare(nextState.value[0].subarray(nextState.value[0].length - 8), rank) < 0) nextState = await states.next()
-        const { priority, seq } = rankOfKey(key)
-        if (seq > maxSeq) maxSeq = seq
-        let stateValue: Buffer | undefined
-        if (nextState.done !== true && nextState.value[0].subarray(nextState.value[0].length - 8).equals(rank)) {
-          stateValue = nextState.value[1]
-          nextState = await states.next()
-        }
-        const s = stateValue === undefined ? undefined : decodeState(stateValue)
-        if (s !== undefined && s.token >= this.nextToken) this.nextToken = s.token + 1
-        const lease = leased.get(seq)
-        if (lease !== undefined && (s === undefined || lease.token > s.token)) {
-          // delivered last by a lease that did not end before the stop: ready again, its count kept
-          const { enqueuedAt } = bodyTimes(value)
-          const history: DeliveryHistory = { deliveries: lease.deliveries, firstDeliveredAt: lease.firstDeliveredAt, lastError: lease.lastError }
-          fromLeases.push(this.stateOp(q, priority, seq, { status: Status.Ready, enqueuedAt, at: 0, token: lease.token, ...history }))
-          q.history.set(seq, history)
-          q.addReady(priority, seq, enqueuedAt)
-          continue
-        }
-        if (s === undefined) {
-          const { enqueuedAt, due } = bodyTimes(value)
-          if (due > 0) q.addDelayed(due, priority, seq, enqueuedAt)
-          else q.addReady(priority, seq, enqueuedAt)
-          continue
-        }
-        if (s.status === Status.Dead) {
-          q.deadCount++
-          continue
-        }
-        q.history.set(seq, { deliveries: s.deliveries, firstDeliveredAt: s.firstDeliveredAt, lastError: s.lastError })
-        // a lease does not survive a restart: the message is ready again, its delivery count kept
-        if (s.status === Status.Delayed) q.addDelayed(s.at, priority, seq, s.enqueuedAt)
-        else q.addReady(priority, seq, s.enqueuedAt)
-      }
-    } finally {
-      await states.return(undefined)
+    const states = new Map<number, Buffer>()
+    for await (const [key, value] of this.partition.entries({ gte: statePrefix, lt: prefixEnd(statePrefix) })) {
+      states.set(rankOfKey(key).seq, value)
+      const token = stateToken(value)
+      if (token >= this.nextToken) this.nextToken = token + 1
     }
+    /** Puts a stored message back in the index, from its body and its state and lease records. */
+    const restore = (priority: number, seq: number, body: Buffer): void => {
+      if (seq > maxSeq) maxSeq = seq
+      const rawState = states.get(seq)
+      const s = rawState === undefined ? undefined : decodeState(rawState)
+      const lease = leased.get(seq)
+      if (lease !== undefined && (s === undefined || lease.token > s.token)) {
+        // delivered last by a lease that did not end before the stop: ready again, its count kept
+        const { enqueuedAt } = bodyTimes(body)
+        const history: DeliveryHistory = { deliveries: lease.deliveries, firstDeliveredAt: lease.firstDeliveredAt, lastError: lease.lastError }
+        fromLeases.push(this.stateOp(q, priority, seq, { status: Status.Ready, enqueuedAt, at: 0, token: lease.token, ...history }))
+        q.history.set(seq, history)
+        q.addReady(priority, seq, enqueuedAt)
+        return
+      }
+      if (s === undefined) {
+        // never delivered: ready, or delayed until the due time its body holds
+        const { enqueuedAt, due } = bodyTimes(body)
+        if (due > 0) q.addDelayed(due, priority, seq, enqueuedAt)
+        else q.addReady(priority, seq, enqueuedAt)
+        return
+      }
+      if (s.status === Status.Dead) {
+        q.deadCount++
+        return
+      }
+      q.history.set(seq, { deliveries: s.deliveries, firstDeliveredAt: s.firstDeliveredAt, lastError: s.lastError })
+      // a lease does not survive a restart: the message is ready again, its delivery count kept
+      if (s.status === Status.Delayed) q.addDelayed(s.at, priority, seq, s.enqueuedAt)
+      else q.addReady(priority, seq, s.enqueuedAt)
+    }
+    // messages with a body record of their own (state records without a body, none are written that way, are passed over)
+    const bodyPrefix = kindPrefix(record.qid, KIND_BODY)
+    for await (const [key, value] of this.partition.entries({ gte: bodyPrefix, lt: prefixEnd(bodyPrefix) })) {
+      const { priority, seq } = rankOfKey(key)
+      restore(priority, seq, value)
+    }
+    // segments, less the messages their gone bitmaps mark
+    const gonePrefix = kindPrefix(record.qid, KIND_GONE)
+    const goneRecords = new Map<number, Buffer>()
+    for await (const [key, value] of this.partition.entries({ gte: gonePrefix, lt: prefixEnd(gonePrefix) })) goneRecords.set(segmentStartOfKey(key), value)
+    const strays: WriteOp[] = []
+    const segmentPrefix = kindPrefix(record.qid, KIND_SEGMENT)
+    for await (const [key, value] of this.partition.entries({ gte: segmentPrefix, lt: prefixEnd(segmentPrefix) })) {
+      const start = segmentStartOfKey(key)
+      const count = segmentCount(value)
+      const segment = new Segment(start, count, goneRecords.get(start))
+      goneRecords.delete(start)
+      if (start + count - 1 > maxSeq) maxSeq = start + count - 1
+      if (segment.live === 0) {
+        // not written that way (the last message to go deletes its segment), but harmless to tidy
+        strays.push(this.partition.del(key), this.partition.del(segmentKey(record.qid, KIND_GONE, start)))
+        continue
+      }
+      q.segments.add(segment)
+      for (let i = 0; i < count; i++) if (!segment.isGoneAt(i)) restore(segmentPriority(value, i), start + i, segmentBody(value, i))
+    }
+    for (const start of goneRecords.keys()) strays.push(this.partition.del(segmentKey(record.qid, KIND_GONE, start)))
+    if (strays.length > 0) await this.storage.write(strays)
     // the state records first: a stop between the two steps leaves records that agree with each other
     for (let i = 0; i < fromLeases.length; i += DELETE_CHUNK) await this.storage.write(fromLeases.slice(i, i + DELETE_CHUNK))
     for (let i = 0; i < leaseRecords.length; i += DELETE_CHUNK) await this.storage.write(leaseRecords.slice(i, i + DELETE_CHUNK).map(k => this.partition.del(k)))
@@ -1181,11 +1249,102 @@ export class QueueEngine {
     return this.partition.put(messageKey(q.qid, KIND_STATE, priority, seq), encodeState(state))
   }
 
+  /**
+   * Every write of a queue goes through here: the changes of its segments since its last write
+   * (QueueState.changedSegments) join the ops, so they are durable with the change that made them.
+   */
+  private commit (q: QueueState, ops: WriteOp[]): Promise<void> {
+    this.flushSegments(q, ops)
+    return this.storage.write(ops)
+  }
+
+  /** Deletes a message's stored body: its own record, or its place in its segment (written by commit). */
+  private dropBody (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
+    const segment = q.segments.find(seq)
+    if (segment === undefined) ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)))
+    else if (segment.markGone(seq)) q.changedSegments.add(segment)
+  }
+
+  /** Ops for the segments that changed: a segment whose messages are all gone is deleted, else its gone bitmap is written. */
+  private flushSegments (q: QueueState, ops: WriteOp[]): void {
+    if (q.changedSegments.size === 0) return
+    for (const segment of q.changedSegments) {
+      if (segment.live > 0) {
+        ops.push(this.partition.put(segmentKey(q.qid, KIND_GONE, segment.start), segment.goneRecord()))
+        segment.goneWritten = true
+        continue
+      }
+      ops.push(this.partition.del(segmentKey(q.qid, KIND_SEGMENT, segment.start)))
+      if (segment.goneWritten) ops.push(this.partition.del(segmentKey(q.qid, KIND_GONE, segment.start)))
+      q.segments.remove(segment)
+      q.uncacheSegment(segment)
+      q.forgetSegmentRead(segment.start)
+    }
+    q.changedSegments.clear()
+  }
+
+  /** The stored bodies of messages (undefined for one that is gone), from their segments or their own records. */
+  private async readBodies (q: QueueState, refs: ReadonlyArray<{ priority: number, seq: number }>): Promise<Array<Buffer | undefined>> {
+    const out: Array<Buffer | undefined> = new Array(refs.length).fill(undefined)
+    const keys: Buffer[] = []
+    // per key read: the index in refs it answers, or the segment it is
+    const targets: Array<number | Segment> = []
+    const waiting = new Map<Segment, number[]>()
+    for (let i = 0; i < refs.length; i++) {
+      const { priority, seq } = refs[i]
+      const segment = q.segments.find(seq)
+      if (segment === undefined) {
+        keys.push(messageKey(q.qid, KIND_BODY, priority, seq))
+        targets.push(i)
+        continue
+      }
+      if (segment.isGone(seq)) continue
+      const cached = q.segmentReads.get(segment.start)
+      if (cached !== undefined) {
+        out[i] = segmentBody(cached, seq - segment.start)
+        continue
+      }
+      let indexes = waiting.get(segment)
+      if (indexes === undefined) {
+        indexes = []
+        waiting.set(segment, indexes)
+        keys.push(segmentKey(q.qid, KIND_SEGMENT, segment.start))
+        targets.push(segment)
+      }
+      indexes.push(i)
+    }
+    if (keys.length === 0) return out
+    const values = await this.partition.getMany(keys)
+    for (let k = 0; k < keys.length; k++) {
+      const target = targets[k]
+      const value = values[k]
+      if (typeof target === 'number') out[target] = value
+      else if (value !== undefined) {
+        q.keepSegmentRead(target.start, value)
+        for (const i of waiting.get(target) as number[]) out[i] = segmentBody(value, refs[i].seq - target.start)
+      }
+    }
+    return out
+  }
+
+  /** Whether each message is still stored (in a segment, or in a body record of its own). */
+  private async messagesExist (q: QueueState, refs: ReadonlyArray<{ priority: number, seq: number }>): Promise<boolean[]> {
+    const out = refs.map(r => {
+      const segment = q.segments.find(r.seq)
+      return segment !== undefined && !segment.isGone(r.seq)
+    })
+    const own = refs.flatMap((r, i) => q.segments.find(r.seq) === undefined ? [i] : [])
+    if (own.length === 0) return out
+    const bodies = await this.partition.getMany(own.map(i => messageKey(q.qid, KIND_BODY, refs[i].priority, refs[i].seq)))
+    own.forEach((i, k) => { out[i] = bodies[k] !== undefined })
+    return out
+  }
+
   /** Writes state changes nobody waits for (expiries, promotions); they keep their order with later writes. */
   private background (q: QueueState, ops: WriteOp[]): void {
-    if (ops.length === 0) return
+    if (ops.length === 0 && q.changedSegments.size === 0) return
     ops.push(this.countersOp(q))
-    const written = this.storage.write(ops)
+    const written = this.commit(q, ops)
     written.catch(err => { this.options.onError?.(err, `queue ${q.name}: background write`) })
     this.forwardAfter(q, written)
   }
@@ -1216,7 +1375,7 @@ export class QueueEngine {
       after = rows[rows.length - 1][0]
       const ranks = rows.map(([k]) => rankOfKey(k))
       const [bodies, states] = await Promise.all([
-        this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_BODY, r.priority, r.seq))),
+        this.readBodies(q, ranks),
         this.partition.getMany(ranks.map(r => messageKey(q.qid, KIND_STATE, r.priority, r.seq)))
       ])
       const messages: PushMessage[] = []
@@ -1249,12 +1408,14 @@ export class QueueEngine {
         moved++
         removals.push(
           this.partition.del(messageKey(q.qid, KIND_DEAD, r.priority, r.seq)),
-          this.partition.del(messageKey(q.qid, KIND_BODY, r.priority, r.seq)),
           this.partition.del(messageKey(q.qid, KIND_STATE, r.priority, r.seq))
         )
+        this.dropBody(q, r.priority, r.seq, removals)
       })
+      // this queue's segment changes go in the target's write, atomic with the moved messages
+      this.flushSegments(q, removals)
       if (messages.length > 0) await this.pushTo(target, messages, removals)
-      else if (removals.length > 0) await this.storage.write(removals)
+      else if (removals.length > 0) await this.commit(q, removals)
       q.deadCount -= moved
     }
   }

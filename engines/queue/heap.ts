@@ -1,8 +1,8 @@
 /**
- * Min-heaps for the queue's in-memory indexes. Ready and delayed messages can number in the millions,
- * so their heap keeps fixed-width numeric rows in one Float64Array (8 bytes per column, no object per
- * message); leases are few and change often, so they live in an indexed heap of objects that supports
- * removal and re-keying in O(log n).
+ * Min-heaps (and the ready queue) for the queue's in-memory indexes. Ready and delayed messages can
+ * number in the millions, so they are kept as fixed-width numeric rows in Float64Arrays (8 bytes per
+ * column, no object per message); leases are few and change often, so they live in an indexed heap of
+ * objects that supports removal and re-keying in O(log n).
  */
 
 /** Rows of `width` numbers, ordered by column 0, then column 1. */
@@ -109,6 +109,89 @@ export class TupleHeap {
     if (capacity > 4096 && this.count < capacity / 4) {
       this.data = this.data.slice(0, Math.max(this.minCapacity, capacity >> 1) * this.width)
     }
+  }
+}
+
+/**
+ * The ready messages of one priority as rows (seq, enqueuedAt), smallest seq first. Messages mostly come
+ * in seq order (new pushes): those are appended to a FIFO ring, O(1) in and out. A message that comes back
+ * behind the ring's last one (nack, expired lease, redrive, restart) goes to a heap instead, O(log n).
+ * Taking compares the two heads.
+ */
+export class ReadyQueue {
+  private ring: Float64Array
+  /** Row index of the ring's first row, and its row count. */
+  private head = 0
+  private count = 0
+  private readonly heap = new TupleHeap(2)
+  private readonly minCapacity: number
+
+  constructor (capacity = 64) {
+    this.minCapacity = capacity
+    this.ring = new Float64Array(2 * capacity)
+  }
+
+  get size (): number { return this.count + this.heap.size }
+
+  push (seq: number, enqueuedAt: number): void {
+    const capacity = this.ring.length >> 1
+    if (this.count > 0 && seq <= this.ring[2 * ((this.head + this.count - 1) % capacity)]) {
+      this.heap.push(seq, enqueuedAt)
+      return
+    }
+    if (this.count === capacity) this.resize(capacity * 2)
+    const at = 2 * ((this.head + this.count) % (this.ring.length >> 1))
+    this.ring[at] = seq
+    this.ring[at + 1] = enqueuedAt
+    this.count++
+  }
+
+  /** Column `col` (0 seq, 1 enqueuedAt) of the smallest row (undefined when empty). */
+  peek (col: number): number | undefined {
+    if (this.fromRing()) return this.ring[2 * this.head + col]
+    return this.heap.peek(col)
+  }
+
+  /** Removes the smallest row into `out` = [seq, enqueuedAt]; false when empty. */
+  pop (out: number[]): boolean {
+    if (!this.fromRing()) return this.heap.pop(out)
+    out[0] = this.ring[2 * this.head]
+    out[1] = this.ring[2 * this.head + 1]
+    this.head = (this.head + 1) % (this.ring.length >> 1)
+    this.count--
+    // gives memory back after a large backlog drains
+    const capacity = this.ring.length >> 1
+    if (capacity > 4096 && this.count < capacity / 4) this.resize(Math.max(this.minCapacity, capacity >> 1))
+    return true
+  }
+
+  /** Every row, in no particular order. */
+  * rows (): Generator<number[]> {
+    const capacity = this.ring.length >> 1
+    for (let i = 0; i < this.count; i++) {
+      const at = 2 * ((this.head + i) % capacity)
+      yield [this.ring[at], this.ring[at + 1]]
+    }
+    yield * this.heap.rows()
+  }
+
+  /** Whether the smallest row is the ring's head (else the heap's top, or none). */
+  private fromRing (): boolean {
+    if (this.count === 0) return false
+    const top = this.heap.peek(0)
+    return top === undefined || this.ring[2 * this.head] < top
+  }
+
+  private resize (capacity: number): void {
+    const next = new Float64Array(2 * capacity)
+    const old = this.ring.length >> 1
+    for (let i = 0; i < this.count; i++) {
+      const from = 2 * ((this.head + i) % old)
+      next[2 * i] = this.ring[from]
+      next[2 * i + 1] = this.ring[from + 1]
+    }
+    this.ring = next
+    this.head = 0
   }
 }
 

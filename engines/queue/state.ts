@@ -1,13 +1,17 @@
 import type { TimerHandle } from '../clock.js'
-import { IndexedHeap, TupleHeap, type HeapItem } from './heap.js'
+import { IndexedHeap, ReadyQueue, TupleHeap, type HeapItem } from './heap.js'
 import type { QueueCounters } from './codec.js'
 import type { QueueSettings } from './settings.js'
+import { SegmentIndex, type Segment } from './segments.js'
+import { segmentBody } from './codec.js'
 
 /**
  * Most bytes of durable message bodies kept in memory per queue (see QueueState.bodies): enough for a
  * consumer that is tens of thousands of small messages behind, small next to the RSS budget.
  */
 export const BODY_CACHE_BYTES = 16 * 1024 * 1024
+/** Most bytes of segments read back from LevelDB kept per queue (see QueueState.segmentReads). */
+export const SEGMENT_READ_CACHE_BYTES = 4 * 1024 * 1024
 /** A map entry and a Buffer object cost about this much besides the bytes. */
 const BODY_ENTRY_OVERHEAD = 160
 
@@ -61,12 +65,12 @@ export interface DedupEntry {
 
 /**
  * The in-memory index of one queue. Payloads stay in LevelDB; per ready message only (seq, enqueuedAt)
- * is kept, in one typed-array heap per priority, so 1M ready messages take ~16 MB and taking the next
- * one costs O(log n).
+ * is kept, in one typed-array queue per priority (heap.ts ReadyQueue), so 1M ready messages take ~16 MB
+ * and taking the next one costs O(1), at most O(log n).
  */
 export class QueueState {
   /** ready[priority]: rows (seq, enqueuedAt), smallest seq first. */
-  readonly ready: Array<TupleHeap | undefined> = new Array(256)
+  readonly ready: Array<ReadyQueue | undefined> = new Array(256)
   /** Highest priority that may have ready messages (scanned down lazily). */
   topPriority = -1
   readyCount = 0
@@ -91,17 +95,32 @@ export class QueueState {
   /** Serialises dead-letter maintenance (redrive, purge of dead letters). */
   deadLock: Promise<unknown> = Promise.resolve()
   /**
-   * Encoded bodies of waiting messages kept in memory, by seq, so a consumer that keeps up never reads
-   * LevelDB (a read costs far more than a map lookup). Two kinds share the map:
+   * Encoded bodies of waiting messages kept in memory, so a consumer that keeps up never reads LevelDB
+   * (a read costs far more than a map lookup): bodies stored in records of their own in this map, by
+   * seq; segments as a whole, in Segment.cached. Two kinds share the memory:
    *  - bodies of pushes whose write is not yet durable, always kept: such messages can already be leased
    *    (the lease is written after the push, in the same or a later batch, so no consumer hears of a
    *    message before it is durable, and a waiting receiver is served in the same group commit as the push);
-   *  - once durable, kept while the map holds at most BODY_CACHE_BYTES, else dropped (read from LevelDB then).
-   * A body leaves the map when its message is delivered, acked, expired, dead-lettered or purged.
+   *  - once durable, kept while the cache holds at most BODY_CACHE_BYTES, else dropped (read from LevelDB then).
+   * A body in the map leaves it when its message is delivered, acked, expired, dead-lettered or purged;
+   * a cached segment is dropped once each of its messages was delivered or went (Segment.pending).
    */
   readonly bodies = new Map<number, Buffer>()
-  /** Bytes the bodies map holds (payloads plus a per-entry overhead estimate). */
+  /** Bytes the body cache holds (payloads plus a per-entry overhead estimate), segments included. */
   bodyBytes = 0
+  /** The live segments (segments.ts): where the bodies of batch-pushed messages are stored. */
+  readonly segments = new SegmentIndex()
+  /**
+   * Segments in which messages went since the queue's last write: the next write of the queue records
+   * their gone bitmaps or deletes them (QueueEngine.commit), in the same atomic batch as the change.
+   */
+  readonly changedSegments = new Set<Segment>()
+  /**
+   * Segments read back from LevelDB lately, by start: a consumer that is behind the body cache reads each
+   * segment once, not once per receive. Bounded by SEGMENT_READ_CACHE_BYTES; segments are immutable.
+   */
+  readonly segmentReads = new Map<number, Buffer>()
+  segmentReadBytes = 0
   /** Messages whose push write failed: skipped when they come up. */
   readonly lost = new Set<number>()
   /** Dead letters were made that the deadLetter setting sends to another queue. */
@@ -130,10 +149,66 @@ export class QueueState {
     return body
   }
 
+  cacheSegment (segment: Segment, value: Buffer): void {
+    if (segment.cached !== undefined) return
+    segment.cached = value
+    this.bodyBytes += value.length + BODY_ENTRY_OVERHEAD
+  }
+
+  uncacheSegment (segment: Segment): void {
+    if (segment.cached === undefined) return
+    this.bodyBytes -= segment.cached.length + BODY_ENTRY_OVERHEAD
+    segment.cached = undefined
+  }
+
+  /**
+   * The body of a message being handed out, from memory (undefined: read it from LevelDB). `first`: its
+   * first delivery, which counts towards dropping its segment from memory.
+   */
+  takeCachedBody (seq: number, first: boolean): Buffer | undefined {
+    const segment = this.segments.find(seq)
+    if (segment === undefined) return this.takeBody(seq)
+    const value = segment.cached
+    if (value === undefined) return undefined
+    if (first) this.settle(segment)
+    return segmentBody(value, seq - segment.start)
+  }
+
+  /** Drops a message's body from memory: it is gone or dead (`first`: it was never handed out). */
+  forgetBody (seq: number, first: boolean): void {
+    const segment = this.segments.find(seq)
+    if (segment === undefined) this.takeBody(seq)
+    else if (first) this.settle(segment)
+  }
+
+  /** One more message of the segment was handed out or went: the last one drops it from memory. */
+  private settle (segment: Segment): void {
+    if (--segment.pending <= 0) this.uncacheSegment(segment)
+  }
+
+  /** Remembers a segment read back from LevelDB (see segmentReads), oldest out first. */
+  keepSegmentRead (start: number, segment: Buffer): void {
+    if (segment.length > SEGMENT_READ_CACHE_BYTES || this.segmentReads.has(start)) return
+    this.segmentReads.set(start, segment)
+    this.segmentReadBytes += segment.length
+    for (const [oldest, b] of this.segmentReads) {
+      if (this.segmentReadBytes <= SEGMENT_READ_CACHE_BYTES) break
+      this.segmentReads.delete(oldest)
+      this.segmentReadBytes -= b.length
+    }
+  }
+
+  forgetSegmentRead (start: number): void {
+    const b = this.segmentReads.get(start)
+    if (b === undefined) return
+    this.segmentReads.delete(start)
+    this.segmentReadBytes -= b.length
+  }
+
   addReady (priority: number, seq: number, enqueuedAt: number): void {
     let heap = this.ready[priority]
     if (heap === undefined) {
-      heap = new TupleHeap(2)
+      heap = new ReadyQueue()
       this.ready[priority] = heap
     }
     heap.push(seq, enqueuedAt)
@@ -188,8 +263,8 @@ export class QueueState {
     this.topPriority = -1
     this.history.clear()
     // leased messages' bodies were taken out when they were delivered: what is left belongs to these
+    for (const body of this.bodies.values()) this.bodyBytes -= body.length + BODY_ENTRY_OVERHEAD
     this.bodies.clear()
-    this.bodyBytes = 0
     return out
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { IndexedHeap, TupleHeap } from '../../engines/queue/heap.js'
+import { IndexedHeap, ReadyQueue, TupleHeap } from '../../engines/queue/heap.js'
 
 describe('queue heaps', () => {
   it('TupleHeap pops rows in (col0, col1) order and keeps the other columns with their row', () => {
@@ -67,5 +67,46 @@ describe('queue heaps', () => {
         expect(got).toEqual(expected)
       }
     ))
+  })
+
+  it('ReadyQueue takes the smallest seq first, whether it came in order (ring) or not (heap), across growth and shrinking', () => {
+    fc.assert(fc.property(
+      // each step: push the next seq in order, push a returned (earlier) seq, or take one
+      fc.array(fc.tuple(fc.constantFrom('next', 'back', 'take'), fc.nat()), { maxLength: 1000 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      (steps, bulk) => {
+        const queue = new ReadyQueue(2)
+        const waiting = new Set<number>()
+        const taken: number[] = []
+        let next = 0
+        const out = [0, 0]
+        const take = (): void => {
+          expect(queue.pop(out)).toBe(waiting.size > 0)
+          if (waiting.size === 0) return
+          const smallest = Math.min(...waiting)
+          expect(out).toEqual([smallest, smallest * 10])
+          waiting.delete(smallest)
+          taken.push(smallest)
+        }
+        // a backlog first, so the ring grows past its shrinking threshold and drains below it
+        for (; next < bulk; next++) queue.push(next, next * 10)
+        for (let i = 0; i < bulk; i++) {
+          expect(queue.pop(out)).toBe(true)
+          expect(out).toEqual([i, i * 10])
+          taken.push(i)
+        }
+        for (const [kind, pick] of steps) {
+          if (kind === 'next') { queue.push(next, next * 10); waiting.add(next++) } else if (kind === 'back' && taken.length > 0) {
+            const seq = taken.splice(pick % taken.length, 1)[0]
+            queue.push(seq, seq * 10)
+            waiting.add(seq)
+          } else take()
+          expect(queue.size).toBe(waiting.size)
+          expect(queue.peek(0)).toBe(waiting.size === 0 ? undefined : Math.min(...waiting))
+        }
+        expect([...queue.rows()].map(r => r[0]).sort((a, b) => a - b)).toEqual([...waiting].sort((a, b) => a - b))
+        while (waiting.size > 0) take()
+      }
+    ), { numRuns: 40 })
   })
 })

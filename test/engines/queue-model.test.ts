@@ -125,7 +125,8 @@ class Model {
 }
 
 const command: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('push' as const), count: fc.integer({ min: 1, max: 3 }), priority: fc.integer({ min: 0, max: 2 }), delay: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 1500 })) }) },
+  // pushes of 4 or more messages are stored as one segment, smaller ones as a body record per message
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('push' as const), count: fc.integer({ min: 1, max: 6 }), priority: fc.integer({ min: 0, max: 2 }), delay: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 1500 })) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('receive' as const), max: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('ack' as const), pick: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('nack' as const), pick: fc.nat(), delay: fc.option(fc.integer({ min: 0, max: 800 }), { nil: undefined }), dead: fc.boolean() }) },

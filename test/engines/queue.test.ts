@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { InvalidArgument, NotFound, TooLarge } from '../../engines/errors.js'
 import { openQueues, text, type QueueHarness } from './queue-helpers.js'
-import { waitFor } from '../helpers.js'
+import { tempDir, waitFor } from '../helpers.js'
 import { BODY_CACHE_BYTES } from '../../engines/queue/state.js'
 
 let h: QueueHarness
@@ -400,6 +400,24 @@ describe('queue engine: capture', () => {
     await h.pubsub.publish({ topic: 'sensors/c/temp', payload: text('23') })
     expect(h.pubsub.activeSubscriptions).toBe(0)
   })
+
+  it('a capture that cannot be pushed reaches the engines\' background error handler', async () => {
+    const { createEngines } = await import('../../engines/index.js')
+    const dir = tempDir('tetra-queue-errors-')
+    const errors: Array<{ err: unknown, what: string }> = []
+    const engines = await createEngines({ dataDir: dir.dir, fsync: 'never', fsyncIntervalMs: 100, onBackgroundError: (err, what) => { errors.push({ err, what }) } })
+    try {
+      await engines.queues.put('small', { capture: ['big/#'], maxMessageBytes: 4 })
+      await engines.pubsub.publish({ topic: 'big/1', payload: text('too large') })
+      await waitFor(() => errors.length === 1)
+      expect(errors[0].err).toBeInstanceOf(TooLarge)
+      expect(errors[0].what).toMatch(/capture of big\/1 into queue small/)
+      expect(engines.queues.captureDropped).toBe(1)
+    } finally {
+      await engines.close()
+      dir.remove()
+    }
+  })
 })
 
 describe('queue engine: restart', () => {
@@ -463,10 +481,11 @@ describe('queue engine: restart', () => {
       await h2.queues.nack('q', [got[2].receipt], { delayMs: 5_000 })
       h2 = await h2.restart()
       expect(h2.queues.info('q').stats).toMatchObject({ ready: 0, delayed: 0, dead: 1, acked: 3 })
-      // nothing but d's records is left: its body and its state
+      // nothing but d's records is left: the segment of the push (with a gone bitmap marking a, b and c),
+      // its dead-letter entry and its state
       const rest: string[] = []
       for await (const [key] of h2.storage.partition('queue').entries()) if (key[0] === 0x44 && key[5] !== 0x63) rest.push(String.fromCharCode(key[5]))
-      expect(rest.sort()).toEqual(['b', 'd', 's'])
+      expect(rest.sort()).toEqual(['a', 'd', 'g', 's'])
     } finally {
       await h2.close()
     }
