@@ -1,4 +1,5 @@
-import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
+import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client'
+import { DurationHistogram, type DurationSeries } from './duration-histogram.js'
 import type { Engines } from '../engines/index.js'
 import { registerStreamMetrics } from './stream-metrics.js'
 import { registerQueueMetrics } from './queue-metrics.js'
@@ -9,21 +10,35 @@ import { registerQueueMetrics } from './queue-metrics.js'
  */
 export class Metrics {
   readonly registry = new Registry()
-  readonly httpDuration: Histogram<'method' | 'route' | 'status'>
+  /** Request durations by method, route and status (see DurationHistogram for why not prom-client's). */
+  readonly httpDuration = new DurationHistogram(
+    'tetra_http_request_duration_seconds',
+    'HTTP request duration by route',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+  )
   readonly sseEvents: Counter<'feed'>
   readonly sseClients: Gauge<'feed'>
 
-  /** The histogram's child per method + route + status, so a request does not hash a labels object. */
-  private readonly httpChildren = new Map<string, { observe: (seconds: number) => void }>()
-
-  observeHttp (method: string, route: string, status: number, seconds: number): void {
-    const key = `${method} ${status} ${route}`
-    let child = this.httpChildren.get(key)
-    if (child === undefined) {
-      child = this.httpDuration.labels(method, route, String(status))
-      this.httpChildren.set(key, child)
+  /**
+   * The observer of one route's requests: it holds that route's series by method and status, so a
+   * request costs a lookup in a small map rather than building and hashing a labels object.
+   */
+  httpRouteObserver (route: string): (method: string, status: number, seconds: number) => void {
+    const byMethodStatus = new Map<string, DurationSeries>()
+    return (method, status, seconds) => {
+      const key = method + status
+      let series = byMethodStatus.get(key)
+      if (series === undefined) {
+        series = this.httpDuration.series({ method, route, status: String(status) })
+        byMethodStatus.set(key, series)
+      }
+      series.observe(seconds)
     }
-    child.observe(seconds)
+  }
+
+  /** The Prometheus text of the registry and the request durations. */
+  async text (): Promise<string> {
+    return (await this.registry.metrics()) + '\n' + this.httpDuration.exposition()
   }
 
   constructor (engines: Engines) {
@@ -32,13 +47,6 @@ export class Metrics {
     const { pubsub, storage } = engines
     registerStreamMetrics(registry, engines.streams)
     registerQueueMetrics(registry, engines.queues)
-    this.httpDuration = new Histogram({
-      name: 'tetra_http_request_duration_seconds',
-      help: 'HTTP request duration by route',
-      labelNames: ['method', 'route', 'status'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers: [registry]
-    })
     this.sseEvents = new Counter({ name: 'tetra_sse_events_total', help: 'Events sent to SSE clients, by feed', labelNames: ['feed'], registers: [registry] })
     this.sseClients = new Gauge({ name: 'tetra_sse_clients', help: 'Open SSE streams, by feed', labelNames: ['feed'], registers: [registry] })
     new Gauge({

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type onResponseHookHandler } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import websocket from '@fastify/websocket'
@@ -43,13 +43,22 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
+  const observeUnmatched = ctx.metrics.httpRouteObserver('unmatched')
   app.setNotFoundHandler((request, reply) => {
     void sendProblem(reply, problem(404, `no route ${request.method} ${request.url.split('?')[0]}`))
+    observeUnmatched(request.method, 404, reply.elapsedTime / 1000)
   })
 
-  app.addHook('onResponse', (request, reply, done) => {
-    ctx.metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
-    done()
+  // Request durations: every route gets its own onResponse hook that knows the route, rather than one
+  // global hook reading request.routeOptions, which builds a new object on every access.
+  app.addHook('onRoute', route => {
+    const observe = ctx.metrics.httpRouteObserver(route.url)
+    const hook: onResponseHookHandler = (request, reply, done) => {
+      observe(request.method, reply.statusCode, reply.elapsedTime / 1000)
+      done()
+    }
+    const existing = route.onResponse
+    route.onResponse = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
   })
 
   await app.register(swagger, {
@@ -59,9 +68,12 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     }
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
-  await app.register(websocket, { options: { maxPayload: 256 * 1024 * 1024, handleProtocols: selectMqttSubprotocol } })
-
-  registerMqttWebSocket(app, ctx.engines.pubsub)
+  // The WebSocket plugin adds an onRequest and an onResponse hook to every route of the scope it is
+  // registered in: here that is only /mqtt, not every HTTP request of the broker.
+  await app.register(async scope => {
+    await scope.register(websocket, { options: { maxPayload: 256 * 1024 * 1024, handleProtocols: selectMqttSubprotocol } })
+    registerMqttWebSocket(scope, ctx.engines.pubsub)
+  })
   registerOpsRoutes(app, ctx)
   registerPubSubRoutes(app, ctx)
   // engine routes: each engine's module registers its own prefix

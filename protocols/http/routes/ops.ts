@@ -13,7 +13,7 @@ export function registerOpsRoutes (app: FastifyInstance, ctx: HttpContext): void
   })
 
   app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)', produces: ['text/plain'] } }, async (_request, reply) => {
-    const text = await ctx.metrics.registry.metrics()
+    const text = await ctx.metrics.text()
     return await reply.type(ctx.metrics.registry.contentType).send(text)
   })
 }
