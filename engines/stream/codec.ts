@@ -1,4 +1,5 @@
 import { name as nameKey, readU64, u64 } from '../storage/keys.js'
+import type { Payload } from './types.js'
 
 /**
  * Key layout of the stream partition. Every stream and every consumer group gets a numeric id at
@@ -73,40 +74,83 @@ export interface PreparedEntry {
   flags: number
   /** Topic, key and headers JSON, those present, in that order. */
   parts: Buffer[]
-  payload: Buffer
+  payload: Payload
+  payloadBytes: number
   /** Encoded size in bytes. */
   size: number
 }
 
+/** What an entry is made of before it is stored. */
+export interface EntryInput {
+  payload: Payload
+  key?: string
+  headers?: Record<string, string>
+  topic?: string
+  qos?: 0 | 1 | 2
+  retain?: boolean
+}
+
+const NO_PARTS: Buffer[] = []
+
 /**
  * An entry is encoded as: u64 timestamp, u8 flags (topic/key/headers present, retain, qos in bits 4-5),
  * then u32-length-prefixed topic, key and headers JSON when present, and the payload bytes to the end.
+ * A payload given as text or as a slice is measured here and written straight into the chunk: no
+ * Buffer per message.
  */
-export function prepareEntry (e: Omit<StreamEntry, 'offset'>): PreparedEntry {
-  const parts: Buffer[] = []
+export function prepareEntry (e: EntryInput, timestamp: number): PreparedEntry {
+  let parts = NO_PARTS
   let flags = 0
-  let size = 9 + e.payload.length
-  if (e.topic !== undefined) { flags |= FLAG_TOPIC; parts.push(Buffer.from(e.topic, 'utf8')) }
-  if (e.key !== undefined) { flags |= FLAG_KEY; parts.push(Buffer.from(e.key, 'utf8')) }
-  if (e.headers !== undefined) { flags |= FLAG_HEADERS; parts.push(Buffer.from(JSON.stringify(e.headers), 'utf8')) }
-  for (const part of parts) size += 4 + part.length
+  const payloadBytes = payloadLength(e.payload)
+  let size = 9 + payloadBytes
+  if (e.topic !== undefined || e.key !== undefined || e.headers !== undefined) {
+    parts = []
+    if (e.topic !== undefined) { flags |= FLAG_TOPIC; parts.push(Buffer.from(e.topic, 'utf8')) }
+    if (e.key !== undefined) { flags |= FLAG_KEY; parts.push(Buffer.from(e.key, 'utf8')) }
+    if (e.headers !== undefined) { flags |= FLAG_HEADERS; parts.push(Buffer.from(JSON.stringify(e.headers), 'utf8')) }
+    for (const part of parts) size += 4 + part.length
+  }
   if (e.retain === true) flags |= FLAG_RETAIN
   flags |= (e.qos ?? 0) << QOS_SHIFT
-  return { timestamp: e.timestamp, flags, parts, payload: e.payload, size }
+  return { timestamp, flags, parts, payload: e.payload, payloadBytes, size }
+}
+
+/**
+ * A big-endian u32 by plain byte stores: writeUInt32BE validates its arguments on every call, which costs
+ * more than the payload copy on small messages. The values here are sizes and halves of a u64.
+ */
+function putU32 (out: Buffer, at: number, n: number): void {
+  out[at] = n >>> 24
+  out[at + 1] = n >>> 16
+  out[at + 2] = n >>> 8
+  out[at + 3] = n
+}
+
+function payloadLength (p: Payload): number {
+  if (typeof p === 'string') return Buffer.byteLength(p, 'utf8')
+  if (Buffer.isBuffer(p)) return p.length
+  // a slice outside its buffer would leave bytes of the chunk unwritten
+  if (!(Number.isInteger(p.start) && Number.isInteger(p.end) && p.start >= 0 && p.start <= p.end && p.end <= p.bytes.length)) {
+    throw new RangeError(`payload slice [${p.start}, ${p.end}) is outside its buffer of ${p.bytes.length} bytes`)
+  }
+  return p.end - p.start
 }
 
 function writeEntry (out: Buffer, at: number, e: PreparedEntry): number {
-  out.writeUInt32BE(Math.floor(e.timestamp / 2 ** 32), at)
-  out.writeUInt32BE(e.timestamp % 2 ** 32, at + 4)
+  putU32(out, at, Math.floor(e.timestamp / 2 ** 32))
+  putU32(out, at + 4, e.timestamp % 2 ** 32)
   out[at + 8] = e.flags
   at += 9
   for (const part of e.parts) {
-    out.writeUInt32BE(part.length, at)
+    putU32(out, at, part.length)
     part.copy(out, at + 4)
     at += 4 + part.length
   }
-  e.payload.copy(out, at)
-  return at + e.payload.length
+  const p = e.payload
+  if (typeof p === 'string') out.write(p, at, e.payloadBytes, 'utf8')
+  else if (Buffer.isBuffer(p)) p.copy(out, at)
+  else p.bytes.copy(out, at, p.start, p.end)
+  return at + e.payloadBytes
 }
 
 /**
@@ -181,7 +225,7 @@ export function encodeChunk (entries: PreparedEntry[]): Buffer {
   out.writeUInt32BE(entries.length, 0)
   let at = 4
   for (const e of entries) {
-    out.writeUInt32BE(e.size, at)
+    putU32(out, at, e.size)
     at = writeEntry(out, at + 4, e)
   }
   return out

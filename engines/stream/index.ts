@@ -2,4 +2,4 @@ export { StreamEngine, NAME_PATTERN, type StreamInfo, type StreamSettingsInput, 
 export type { StreamEntry } from './codec.js'
 export type { Delivery, DeadLetter, GroupInfo } from './group.js'
 export type { ReadResult } from './log.js'
-export { DEFAULT_LIMITS, DEFAULT_GROUP_SETTINGS, type AppendMessage, type StartPosition, type StreamLimits, type StreamStats } from './types.js'
+export { DEFAULT_LIMITS, DEFAULT_GROUP_SETTINGS, type AppendMessage, type Payload, type PayloadSlice, type StartPosition, type StreamLimits, type StreamStats } from './types.js'

@@ -67,9 +67,12 @@ export class StreamLog {
   captureReady: Promise<void> | null = null
   /** Captured messages buffered or being written (for the capture drop threshold). */
   capturePending = 0
+  /** The record's key, built once: the record is rewritten with every append batch. */
+  private readonly metaKey: Buffer
 
   constructor (readonly name: string, readonly record: StreamRecord, private readonly ctx: StreamContext, fresh = false) {
     this.durableNext = record.next
+    this.metaKey = keys.meta(name)
     this.chunkIndex = new ChunkIndex(record.next, ctx.limits.indexPoints)
     // a new stream has no stored points to load
     if (fresh) {
@@ -83,7 +86,7 @@ export class StreamLog {
   get count (): number { return this.record.next - this.record.first }
 
   metaOp (): WriteOp {
-    return this.ctx.partition.put(keys.meta(this.name), Buffer.from(JSON.stringify(this.record)))
+    return this.ctx.partition.put(this.metaKey, Buffer.from(JSON.stringify(this.record)))
   }
 
   /** Restores a dedup id read from storage at startup (oldest first). */
@@ -104,7 +107,7 @@ export class StreamLog {
     const encoded: PreparedEntry[] = []
     const now = Math.max(clock.now(), this.record.lastTimestamp)
     for (const m of messages) {
-      const entry = prepareEntry({ timestamp: now, payload: m.payload, key: m.key, headers: m.headers, topic: m.topic, qos: m.qos, retain: m.retain })
+      const entry = prepareEntry(m, now)
       if (entry.size - 9 > limits.maxMessageBytes) {
         throw new TooLarge(`a message of ${entry.size - 9} bytes exceeds the limit of ${limits.maxMessageBytes} bytes`, { limit: limits.maxMessageBytes })
       }

@@ -32,9 +32,18 @@ export interface StreamRecord {
   lastIndexedTimestamp: number
 }
 
+/** Payload bytes inside a larger buffer, bytes[start, end): payloads packed in one buffer need no view each. */
+export interface PayloadSlice { bytes: Buffer, start: number, end: number }
+
+/**
+ * A payload as a caller hands it over: its bytes, text (e.g. the JSON of a value; stored as its UTF-8
+ * bytes, without a Buffer first) or a slice of a larger buffer.
+ */
+export type Payload = Buffer | string | PayloadSlice
+
 /** A message to append. */
 export interface AppendMessage {
-  payload: Buffer
+  payload: Payload
   key?: string
   headers?: Record<string, string>
   dedupId?: string

@@ -17,10 +17,20 @@ export const encodingSchema = { type: 'string', enum: ['json', 'base64', 'utf8']
 
 /** Bytes of a payload given in a JSON body. */
 export function decodePayload (payload: unknown, encoding: PayloadEncoding | undefined): Buffer {
+  const data = decodePayloadData(payload, encoding)
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+}
+
+/**
+ * What decodePayload gives, with text left as a string (its UTF-8 bytes are the payload): the JSON text
+ * of a JSON value, or a utf8 payload. A caller that writes the bytes into a larger buffer anyway saves a
+ * Buffer and a copy per payload.
+ */
+export function decodePayloadData (payload: unknown, encoding: PayloadEncoding | undefined): string | Buffer {
   if (payload === undefined) throw new InvalidArgument('payload is required')
-  if (encoding === undefined || encoding === 'json') return Buffer.from(JSON.stringify(payload))
+  if (encoding === undefined || encoding === 'json') return JSON.stringify(payload)
   if (typeof payload !== 'string') throw new InvalidArgument(`with encoding "${encoding}" the payload must be a string`)
-  if (encoding === 'utf8') return Buffer.from(payload, 'utf8')
+  if (encoding === 'utf8') return payload
   if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(payload) || payload.length % 4 === 1) throw new InvalidArgument('payload is not valid base64')
   return Buffer.from(payload, 'base64')
 }

@@ -3,7 +3,8 @@ import type { HttpContext } from '../app.js'
 import { InvalidArgument } from '../../../engines/errors.js'
 import type { AppendMessage, StartPosition, StreamEntry, StreamInfo } from '../../../engines/stream/index.js'
 import type { GroupInfo } from '../../../engines/stream/group.js'
-import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
+import { encodePayload, encodingSchema } from '../payload.js'
+import { appendMessages, registerAppendBodyParser, type AppendItem } from './stream-append.js'
 import { lastEventId, SseStream } from '../sse.js'
 import { JsonWriter, pageJson, writeSseEvent } from './stream-json.js'
 
@@ -145,14 +146,9 @@ const groupSettingsBody = {
 } as const
 
 interface SettingsBody { maxAge?: number, maxBytes?: number, maxCount?: number, capture?: string[], dedupWindow?: number }
-interface AppendItem { payload: unknown, encoding?: PayloadEncoding, key?: string, headers?: Record<string, string>, dedupId?: string }
 interface AppendBody extends Partial<AppendItem> { messages?: AppendItem[], expectedLastOffset?: number }
 interface ReadQuery { from?: string, time?: string, limit?: number, lastEventId?: string }
 interface GroupBody { from?: 'start' | 'end' | number, time?: string | number, ackWait?: number, maxDeliveries?: number, maxPending?: number }
-
-function toAppend (m: AppendItem): AppendMessage {
-  return { payload: decodePayload(m.payload, m.encoding), key: m.key, headers: m.headers, dedupId: m.dedupId }
-}
 
 export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): void {
   const { streams } = ctx.engines
@@ -189,36 +185,41 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
     return await reply.code(204).send()
   })
 
-  app.post<{ Params: { name: string }, Body: AppendBody }>('/v1/streams/:name/messages', {
-    schema: {
-      tags,
-      summary: 'Append one message or a batch (up to 1000)',
-      description: 'Either {payload, encoding?, key?, headers?, dedupId?} or {messages: [...]}; with expectedLastOffset the append fails with 409 if the stream\'s last offset differs (-1: empty). Replies once the batch is durable. A dedupId seen within the stream\'s dedup window returns the original offset.',
-      params: streamParams,
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          ...appendMessageSchema.properties,
-          messages: { type: 'array', items: appendMessageSchema, minItems: 1, maxItems: MAX_BATCH },
-          expectedLastOffset: { type: 'integer', minimum: -1 }
-        }
-      },
-      response: { 200: { type: 'object', properties: { offsets: { type: 'array', items: { type: 'integer' } } } } }
-    }
-  }, async (request) => {
-    const b = request.body
-    let batch: AppendMessage[]
-    if (b.messages !== undefined) {
-      if (b.payload !== undefined || b.key !== undefined || b.headers !== undefined || b.dedupId !== undefined || b.encoding !== undefined) {
-        throw new InvalidArgument('give either messages or a single payload, not both')
+  // appends parse JSON with a parser that notes what the text says about its strings (see appendMessages)
+  void app.register(async scope => {
+    registerAppendBodyParser(scope)
+
+    scope.post<{ Params: { name: string }, Body: AppendBody }>('/v1/streams/:name/messages', {
+      schema: {
+        tags,
+        summary: 'Append one message or a batch (up to 1000)',
+        description: 'Either {payload, encoding?, key?, headers?, dedupId?} or {messages: [...]}; with expectedLastOffset the append fails with 409 if the stream\'s last offset differs (-1: empty). Replies once the batch is durable. A dedupId seen within the stream\'s dedup window returns the original offset.',
+        params: streamParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ...appendMessageSchema.properties,
+            messages: { type: 'array', items: appendMessageSchema, minItems: 1, maxItems: MAX_BATCH },
+            expectedLastOffset: { type: 'integer', minimum: -1 }
+          }
+        },
+        response: { 200: { type: 'object', properties: { offsets: { type: 'array', items: { type: 'integer' } } } } }
       }
-      batch = b.messages.map(toAppend)
-    } else {
-      if (b.payload === undefined) throw new InvalidArgument('payload (or messages) is required')
-      batch = [toAppend(b as AppendItem)]
-    }
-    return { offsets: await streams.append(request.params.name, batch, b.expectedLastOffset) }
+    }, async (request) => {
+      const b = request.body
+      let batch: AppendMessage[]
+      if (b.messages !== undefined) {
+        if (b.payload !== undefined || b.key !== undefined || b.headers !== undefined || b.dedupId !== undefined || b.encoding !== undefined) {
+          throw new InvalidArgument('give either messages or a single payload, not both')
+        }
+        batch = appendMessages(b, b.messages)
+      } else {
+        if (b.payload === undefined) throw new InvalidArgument('payload (or messages) is required')
+        batch = appendMessages(b, [b as AppendItem])
+      }
+      return { offsets: await streams.append(request.params.name, batch, b.expectedLastOffset) }
+    })
   })
 
   const readQuery = {
