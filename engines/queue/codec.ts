@@ -204,18 +204,24 @@ export interface MessageBody {
 const BODY_HEAD = 8 + 8 + 1 + 4 + 4 + 2
 const FLAG_JSON = 1
 
+/** A body to encode: its payload may be text, which stands for its UTF-8 bytes, `payloadBytes` of them. */
+export interface BodyInput extends Omit<MessageBody, 'payload'> {
+  payload: Buffer | string
+  payloadBytes: number
+}
+
 /** Bytes encodeBody needs for a message. */
-export function bodySize (m: MessageBody): number {
+export function bodySize (m: BodyInput): number {
   return BODY_HEAD + (m.topic === undefined ? 0 : Buffer.byteLength(m.topic)) +
     (m.headers === undefined ? 0 : Buffer.byteLength(JSON.stringify(m.headers))) +
-    (m.dedupId === undefined ? 0 : Buffer.byteLength(m.dedupId)) + m.payload.length
+    (m.dedupId === undefined ? 0 : Buffer.byteLength(m.dedupId)) + m.payloadBytes
 }
 
 /**
  * Encodes a body into `into` at `offset` (exactly bodySize(m) bytes) and returns that slice, so a push
  * batch's bodies can share one allocation.
  */
-export function encodeBody (m: MessageBody, into?: Buffer, offset = 0): Buffer {
+export function encodeBody (m: BodyInput, into?: Buffer, offset = 0): Buffer {
   const b = into ?? Buffer.allocUnsafe(bodySize(m))
   const headers = m.headers === undefined ? undefined : JSON.stringify(m.headers)
   b.writeDoubleBE(m.enqueuedAt, offset)
@@ -231,7 +237,7 @@ export function encodeBody (m: MessageBody, into?: Buffer, offset = 0): Buffer {
   b.writeUInt32BE(topicLen, offset + 17)
   b.writeUInt32BE(headersLen, offset + 21)
   b.writeUInt16BE(dedupLen, offset + 25)
-  at += m.payload.copy(b, at)
+  at += typeof m.payload === 'string' ? b.write(m.payload, at, m.payloadBytes, 'utf8') : m.payload.copy(b, at)
   return b.subarray(offset, at)
 }
 
@@ -420,9 +426,9 @@ export function decodeDedup (key: Buffer, value: Buffer): { dedupId: string, id:
 // ---- lease records --------------------------------------------------------------------------------
 
 /**
- * One receive's deliveries are written as ONE record (not a state record per message): what a restart
- * needs of a delivery is its count, first delivery time and last error (a lease itself does not survive
- * a restart). The record is deleted with the last of its leases to end; until then, entries of leases
+ * The deliveries of all receives in one group commit are written as ONE record (not a state record per
+ * message, nor a record per receive; see QueueEngine.joinLeaseRecord): what a restart needs of a
+ * delivery is its count, first delivery time and last error (a lease itself does not survive a restart). The record is deleted with the last of its leases to end; until then, entries of leases
  * that ended are outranked by the state record their end wrote (same token) or by the message being gone.
  */
 export interface LeaseEntry {

@@ -8,7 +8,7 @@ import {
   bodySize, bodyTimes, catalogKey, dataPrefix, decodeBody, decodeCounters, decodeDedup, decodeState, dedupKey, encodeBody,
   encodeCounters, encodeDedup, encodeLeases, encodeState, idOfKey, decodeLeases, KIND_LEASE, leaseIdOfKey, leaseKey, kindPrefix, messageId, messageKey, parseMessageId,
   parseReceipt, rankOfKey, receiptOfId, segmentBody, segmentCount, segmentHeaderSize, segmentKey, segmentPriority, segmentStartOfKey, stateToken, writeSegmentHeader,
-  type LeaseEntry, type MessageBody, type MessageState, type ParsedReceipt, type QueueCounters
+  type BodyInput, type LeaseEntry, type MessageState, type ParsedReceipt, type QueueCounters
 } from './codec.js'
 import { DEFAULT_SETTINGS, LIMITS, applySettings, backoffDelay, validateQueueName, type QueueSettings, type SettingsPatch } from './settings.js'
 import { BODY_CACHE_BYTES, QueueState, type DeliveryHistory, type Lease, type LeaseRecord, type Waiter } from './state.js'
@@ -25,7 +25,8 @@ export interface QueueEngineOptions {
 }
 
 export interface PushMessage {
-  payload: Buffer
+  /** The bytes; text stands for its UTF-8 bytes (written into the stored record without a Buffer of its own). */
+  payload: Buffer | string
   /** 0..255, higher first; default 0. */
   priority?: number
   /** Not ready before this many ms. */
@@ -112,7 +113,7 @@ export interface DeadLetter {
 interface StoredQueue { qid: number, createdAt: number, settings: QueueSettings }
 
 /** A lease's record before deliver() writes one. */
-const NO_RECORD: LeaseRecord = { id: -1, open: 0 }
+const NO_RECORD: LeaseRecord = { id: -1, open: 0, entries: [], sealed: true, written: Promise.resolve() }
 
 const EMPTY = Buffer.alloc(0)
 /**
@@ -229,13 +230,13 @@ export class QueueEngine {
 
   /** Pushes to a queue; `extraOps` are written in the same atomic batch (dead-letter forwarding). */
   private async pushTo (q: QueueState, messages: PushMessage[], extraOps: WriteOp[] = []): Promise<string[]> {
-    for (const [i, m] of messages.entries()) this.validateMessage(q, m, messages.length > 1 ? `messages[${i}]` : 'message')
+    const payloadBytes = messages.map((m, i) => this.validateMessage(q, m, messages.length > 1 ? `messages[${i}]` : 'message'))
     const now = this.clock.now()
     const ops: WriteOp[] = []
     this.pruneDedup(q, now, ops)
     const ids: string[] = []
     const waitFor: Array<Promise<void>> = []
-    const added: Array<{ priority: number, seq: number, due: number, body: MessageBody, encoded: Buffer }> = []
+    const added: Array<{ priority: number, seq: number, due: number, body: BodyInput, encoded: Buffer }> = []
     const newDedup: string[] = []
     // a later duplicate's reply waits for this push to be durable: made only when a dedup id is remembered
     let durable: { promise: Promise<void>, resolve: () => void, reject: () => void } | undefined
@@ -249,7 +250,8 @@ export class QueueEngine {
       }
       return durable.promise
     }
-    for (const m of messages) {
+    for (let k = 0; k < messages.length; k++) {
+      const m = messages[k]
       if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
         const seen = q.dedup.get(m.dedupId)
         if (seen !== undefined && seen.expiresAt > now) {
@@ -265,7 +267,7 @@ export class QueueEngine {
       const due = delay > 0 ? now + delay : 0
       const id = messageId(priority, seq)
       ids.push(id)
-      added.push({ priority, seq, due, body: { enqueuedAt: now, due, json: m.json === true, topic: m.topic, headers: m.headers, dedupId: m.dedupId, payload: m.payload }, encoded: EMPTY })
+      added.push({ priority, seq, due, body: { enqueuedAt: now, due, json: m.json === true, topic: m.topic, headers: m.headers, dedupId: m.dedupId, payload: m.payload, payloadBytes: payloadBytes[k] }, encoded: EMPTY })
       if (m.dedupId !== undefined && q.settings.dedupWindowMs > 0) {
         const expiresAt = now + q.settings.dedupWindowMs
         // delete + set keeps the map in expiry order (an expired entry of the same id may still be in it)
@@ -317,9 +319,8 @@ export class QueueEngine {
       i = j
     }
     q.counters.pushed += added.length
-    if (added.length > 0) ops.push(this.countersOp(q))
     for (const op of extraOps) ops.push(op)
-    const written = this.commit(q, ops)
+    const written = this.commit(q, ops, added.length > 0)
     // visible at once (see QueueState.bodies): a waiting receiver's lease joins this write's batch
     for (const a of alone) q.keepBody(a.seq, a.encoded)
     segments.forEach((segment, k) => { q.cacheSegment(segment, segmentValues[k]) })
@@ -354,10 +355,12 @@ export class QueueEngine {
     return ids
   }
 
-  private validateMessage (q: QueueState, m: PushMessage, where: string): void {
-    if (!Buffer.isBuffer(m.payload)) throw new InvalidArgument(`${where}: payload is required`)
-    if (m.payload.length > q.settings.maxMessageBytes) {
-      throw new TooLarge(`${where}: payload is ${m.payload.length} bytes; queue "${q.name}" takes at most ${q.settings.maxMessageBytes} (maxMessageBytes)`, { maxMessageBytes: q.settings.maxMessageBytes })
+  /** Checks a message to push; gives its payload's size in bytes. */
+  private validateMessage (q: QueueState, m: PushMessage, where: string): number {
+    const bytes = typeof m.payload === 'string' ? Buffer.byteLength(m.payload, 'utf8') : Buffer.isBuffer(m.payload) ? m.payload.length : -1
+    if (bytes < 0) throw new InvalidArgument(`${where}: payload is required`)
+    if (bytes > q.settings.maxMessageBytes) {
+      throw new TooLarge(`${where}: payload is ${bytes} bytes; queue "${q.name}" takes at most ${q.settings.maxMessageBytes} (maxMessageBytes)`, { maxMessageBytes: q.settings.maxMessageBytes })
     }
     if (m.priority !== undefined && (!Number.isInteger(m.priority) || m.priority < 0 || m.priority > 255)) {
       throw new InvalidArgument(`${where}: priority must be an integer from 0 to 255`)
@@ -372,13 +375,14 @@ export class QueueEngine {
       if (m.headers === null || typeof m.headers !== 'object' || Array.isArray(m.headers)) throw new InvalidArgument(`${where}: headers must be an object of strings`)
       const entries = Object.entries(m.headers)
       if (entries.length > LIMITS.maxHeaders) throw new InvalidArgument(`${where}: at most ${LIMITS.maxHeaders} headers`)
-      let bytes = 0
+      let headerBytes = 0
       for (const [k, v] of entries) {
         if (typeof v !== 'string') throw new InvalidArgument(`${where}: header "${k}" must be a string`)
-        bytes += Buffer.byteLength(k) + Buffer.byteLength(v)
+        headerBytes += Buffer.byteLength(k) + Buffer.byteLength(v)
       }
-      if (bytes > LIMITS.maxHeaderBytes) throw new InvalidArgument(`${where}: headers take more than ${LIMITS.maxHeaderBytes} bytes`)
+      if (headerBytes > LIMITS.maxHeaderBytes) throw new InvalidArgument(`${where}: headers take more than ${LIMITS.maxHeaderBytes} bytes`)
     }
+    return bytes
   }
 
   /** Forgets dedup ids whose window has passed (the map is in expiry order). */
@@ -486,17 +490,18 @@ export class QueueEngine {
    */
   private async deliver (q: QueueState, leases: Lease[], signal: AbortSignal | undefined): Promise<Delivery[]> {
     if (leases.length === 0) return []
-    // one lease record for the whole receive (see codec.ts encodeLeases)
-    const record = { id: q.nextLeaseRecord++, open: leases.length }
-    for (const l of leases) l.record = record
-    const written = this.storage.write([this.partition.put(leaseKey(q.qid, record.id), encodeLeases(leases))])
+    const written = this.joinLeaseRecord(q, leases)
     const bodies: Array<Buffer | undefined> = leases.map(l => q.takeCachedBody(l.seq, l.previous === undefined))
     const missing: number[] = []
     for (let i = 0; i < bodies.length; i++) if (bodies[i] === undefined) missing.push(i)
     const read = missing.length === 0 ? undefined : this.readBodies(q, missing.map(i => leases[i]))
     // a failed write leaves the leases in memory; they run out and the messages come back
-    const [, got] = await Promise.all([written, read])
-    if (got !== undefined) missing.forEach((i, k) => { bodies[i] = got[k] })
+    // (bodies all in memory, the common case: one await, no Promise.all and its arrays)
+    if (read === undefined) await written
+    else {
+      const [, got] = await Promise.all([written, read])
+      missing.forEach((i, k) => { bodies[i] = got[k] })
+    }
     if (signal?.aborted === true || q.deleted || this.closed) {
       this.release(q, leases, true)
       if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
@@ -532,6 +537,39 @@ export class QueueEngine {
     }
     this.background(q, orphans)
     return out
+  }
+
+  /**
+   * Adds fresh leases to the queue's open lease record and gives the write that makes them durable. The
+   * receives of one group commit share one record, so many one-message receives cost one LevelDB op,
+   * not one each: the record's value is encoded when the storage assembles the batch, from every lease
+   * that joined by then (see codec.ts encodeLeases). A record none of whose leases is open any more
+   * (they ran out before the write) is not joined again: its delete may already be on its way.
+   */
+  private joinLeaseRecord (q: QueueState, leases: Lease[]): Promise<void> {
+    let record = q.openLeaseRecord
+    if (record === undefined || record.sealed || record.open === 0) {
+      const r: LeaseRecord = { id: q.nextLeaseRecord++, open: 0, entries: [], sealed: false, written: NO_RECORD.written }
+      r.written = this.storage.write([this.partition.put(leaseKey(q.qid, r.id), () => this.sealLeaseRecord(q, r))])
+      // a write refused before its batch was assembled (storage closing) takes no more leases either
+      r.written.catch(() => { if (!r.sealed) this.sealLeaseRecord(q, r) })
+      q.openLeaseRecord = record = r
+    }
+    record.open += leases.length
+    for (const l of leases) {
+      l.record = record
+      record.entries.push(l)
+    }
+    return record.written
+  }
+
+  /** The lease record's value, once: from now on deliveries start a new record. */
+  private sealLeaseRecord (q: QueueState, record: LeaseRecord): Buffer {
+    record.sealed = true
+    if (q.openLeaseRecord === record) q.openLeaseRecord = undefined
+    const value = encodeLeases(record.entries)
+    record.entries = []
+    return value
   }
 
   /** Ends a lease in memory; the last lease of a lease record to end deletes the record (in `ops`). */
@@ -600,8 +638,7 @@ export class QueueEngine {
     })
     if (acked > 0) {
       q.counters.acked += acked
-      ops.push(this.countersOp(q))
-      await this.commit(q, ops)
+      await this.commit(q, ops, true)
     }
     await this.explainFailures(q, receipts, parsed, failed, results)
     return results
@@ -622,8 +659,7 @@ export class QueueEngine {
       return this.afterDelivery(q, lease, now, ops, { delayMs, dead: dead === true, reason, cause: 'nacked' })
     })
     if (ops.length > 0) {
-      ops.push(this.countersOp(q))
-      const durable = this.commit(q, ops)
+      const durable = this.commit(q, ops, true)
       this.forwardAfter(q, durable)
       this.dispatch(q)
       this.schedule(q)
@@ -1253,9 +1289,22 @@ export class QueueEngine {
    * Every write of a queue goes through here: the changes of its segments since its last write
    * (QueueState.changedSegments) join the ops, so they are durable with the change that made them.
    */
-  private commit (q: QueueState, ops: WriteOp[]): Promise<void> {
+  private commit (q: QueueState, ops: WriteOp[], counters = false): Promise<void> {
     this.flushSegments(q, ops)
-    return this.storage.write(ops)
+    if (!counters || q.countersPending) return this.storage.write(ops)
+    // The counters record, once per group commit: the first write of the group that changes them carries
+    // it, encoded when the storage assembles the batch, so it covers every change made until then. Every
+    // change to the counters is written by the same synchronous step that makes it, so its ops are in that
+    // same atomic batch: the record is never ahead of or behind the messages it counts.
+    q.countersPending = true
+    ops.push(this.partition.put(kindPrefix(q.qid, KIND_COUNTERS), () => {
+      q.countersPending = false
+      return encodeCounters(q.counters)
+    }))
+    const written = this.storage.write(ops)
+    // a write refused before its batch was assembled (storage closing) leaves the next one to carry it
+    written.catch(() => { q.countersPending = false })
+    return written
   }
 
   /** Deletes a message's stored body: its own record, or its place in its segment (written by commit). */
@@ -1343,8 +1392,7 @@ export class QueueEngine {
   /** Writes state changes nobody waits for (expiries, promotions); they keep their order with later writes. */
   private background (q: QueueState, ops: WriteOp[]): void {
     if (ops.length === 0 && q.changedSegments.size === 0) return
-    ops.push(this.countersOp(q))
-    const written = this.commit(q, ops)
+    const written = this.commit(q, ops, true)
     written.catch(err => { this.options.onError?.(err, `queue ${q.name}: background write`) })
     this.forwardAfter(q, written)
   }

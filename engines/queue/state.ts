@@ -36,10 +36,18 @@ export interface Lease extends HeapItem {
   record: LeaseRecord
 }
 
-/** One written lease record (codec.ts encodeLeases) and how many of its leases have not ended yet. */
+/**
+ * One lease record (codec.ts encodeLeases) and how many of its leases have not ended yet. The receives
+ * of one group commit share it: its value is encoded when the storage assembles the group's batch
+ * (`sealed` from then on), so until then `entries` takes the leases of every receive in that group.
+ */
 export interface LeaseRecord {
   id: number
   open: number
+  entries: Lease[]
+  sealed: boolean
+  /** The group commit that writes the record. */
+  written: Promise<void>
 }
 
 /** Kept for ready and delayed messages that were delivered before (the rest start from zero). */
@@ -85,6 +93,10 @@ export class QueueState {
   readonly history = new Map<number, DeliveryHistory>()
   /** Id of the next lease record. */
   nextLeaseRecord = 0
+  /** A write of the group commit being gathered carries the counters record (see QueueEngine.commit). */
+  countersPending = false
+  /** The lease record that deliveries join until its group commit is assembled (see LeaseRecord). */
+  openLeaseRecord: LeaseRecord | undefined
   deadCount = 0
   readonly dedup = new Map<string, DedupEntry>()
   waiters: Waiter[] = []

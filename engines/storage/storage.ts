@@ -17,7 +17,13 @@ export interface StorageOptions {
 type Db = Level<Buffer, Buffer>
 type Sub = AbstractSublevel<Db, string | Buffer | Uint8Array, Buffer, Buffer>
 
-export interface PutOp { type: 'put', partition: Partition, key: Buffer, value: Buffer }
+/**
+ * A put's value, or a function that gives it when the put's group commit is assembled into its batch:
+ * until then, writes of the same group can still add to what the record will hold (one record instead
+ * of one per write). The function is called once, synchronously, and must not throw.
+ */
+export type PutValue = Buffer | (() => Buffer)
+export interface PutOp { type: 'put', partition: Partition, key: Buffer, value: PutValue }
 export interface DelOp { type: 'del', partition: Partition, key: Buffer }
 export type WriteOp = PutOp | DelOp
 
@@ -64,7 +70,7 @@ export class Partition {
     return await this.sublevel.iterator(range).all()
   }
 
-  put (key: Buffer, value: Buffer): PutOp {
+  put (key: Buffer, value: PutValue): PutOp {
     return { type: 'put', partition: this, key, value }
   }
 
@@ -163,7 +169,7 @@ export class Storage {
     for (const w of group) {
       for (const op of w.ops) {
         batch.push(op.type === 'put'
-          ? { type: 'put' as const, sublevel: op.partition.sublevel, key: op.key, value: op.value }
+          ? { type: 'put' as const, sublevel: op.partition.sublevel, key: op.key, value: typeof op.value === 'function' ? op.value() : op.value }
           : { type: 'del' as const, sublevel: op.partition.sublevel, key: op.key })
       }
     }

@@ -10,6 +10,13 @@ afterEach(async () => { await h.remove() })
 
 const payloads = (ds: Array<{ payload: Buffer }>): string[] => ds.map(d => d.payload.toString())
 
+/** How many lease records (data key kind 'l') the queue partition holds. */
+async function leaseRecords (harness: QueueHarness): Promise<number> {
+  let n = 0
+  for await (const [key] of harness.storage.partition('queue').entries()) if (key[0] === 0x44 && key[5] === 0x6c) n++
+  return n
+}
+
 describe('queue engine: push and receive', () => {
   it('delivers FIFO within a priority and higher priorities first', async () => {
     await h.queues.put('jobs')
@@ -486,6 +493,82 @@ describe('queue engine: restart', () => {
       const rest: string[] = []
       for await (const [key] of h2.storage.partition('queue').entries()) if (key[0] === 0x44 && key[5] !== 0x63) rest.push(String.fromCharCode(key[5]))
       expect(rest.sort()).toEqual(['a', 'd', 'g', 's'])
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('the receives of one tick share one lease record; restart with it half acked restores the rest with their counts', async () => {
+    await h.queues.put('q', { visibilityTimeoutMs: 60_000 })
+    await h.queues.push('q', ['a', 'b', 'c', 'd'].map(s => ({ payload: text(s) })))
+    // four one-message receives in the same tick: their deliveries are written as one record
+    const got = (await Promise.all([0, 1, 2, 3].map(async () => await h.queues.receive('q')))).flat()
+    expect(got.map(d => d.payload.toString()).sort()).toEqual(['a', 'b', 'c', 'd'])
+    expect(await leaseRecords(h)).toBe(1)
+    const by = new Map(got.map(d => [d.payload.toString(), d]))
+    await h.queues.ack('q', [by.get('a')!.receipt, by.get('c')!.receipt])
+    await h.queues.nack('q', [by.get('b')!.receipt], { reason: 'boom' })
+    // d is still leased: the record stays
+    expect(await leaseRecords(h)).toBe(1)
+
+    const h2 = await h.restart()
+    try {
+      expect(h2.queues.info('q').stats).toMatchObject({ ready: 2, leased: 0, acked: 2 })
+      const again = await h2.queues.receive('q', { max: 10 })
+      expect(again.map(d => [d.payload.toString(), d.deliveries])).toEqual([['b', 2], ['d', 2]])
+      await h2.queues.ack('q', again.map(d => d.receipt))
+      expect(await leaseRecords(h2)).toBe(0)
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('the writes of one tick carry one counters record and one lease record; totals are right after a restart', async () => {
+    await h.queues.put('q', { visibilityTimeoutMs: 60_000 })
+    const opsBefore = h.storage.stats.ops
+    await Promise.all(Array.from({ length: 8 }, async (_, i) => await h.queues.push('q', [{ payload: text(`m${i}`) }])))
+    // eight body records and the counters once
+    expect(h.storage.stats.ops - opsBefore).toBe(9)
+    const got = (await Promise.all(Array.from({ length: 8 }, async () => await h.queues.receive('q')))).flat()
+    expect(got).toHaveLength(8)
+    expect(h.storage.stats.ops - opsBefore).toBe(10)
+    await Promise.all(got.slice(0, 5).map(async d => await h.queues.ack('q', [d.receipt])))
+    expect(h.queues.info('q').stats).toMatchObject({ pushed: 8, acked: 5, leased: 3 })
+    const h2 = await h.restart()
+    try {
+      expect(h2.queues.info('q').stats).toMatchObject({ pushed: 8, acked: 5, ready: 3, leased: 0 })
+      const [id] = await h2.queues.push('q', [{ payload: text('next') }])
+      expect(got.map(d => d.id)).not.toContain(id)
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('the shared lease record goes with the last of its leases; a record whose leases all ran out is not joined again', async () => {
+    await h.queues.put('q', { visibilityTimeoutMs: 60_000 })
+    await h.queues.push('q', [{ payload: text('a') }, { payload: text('b') }, { payload: text('c') }])
+    const got = (await Promise.all([0, 1, 2].map(async () => await h.queues.receive('q')))).flat()
+    await h.queues.ack('q', [got[0].receipt])
+    await h.queues.nack('q', [got[1].receipt])
+    expect(await leaseRecords(h)).toBe(1)
+    await h.queues.ack('q', [got[2].receipt])
+    expect(await leaseRecords(h)).toBe(0)
+
+    // a lease that runs out before its record is written ends the record (its delete is queued); a
+    // receive in the same tick must write a record of its own, or its delivery count would be lost
+    const [b] = await h.queues.receive('q', { visibilityMs: 60_000 })
+    await h.queues.nack('q', [b.receipt])
+    const first = h.queues.receive('q', { visibilityMs: 1 })
+    h.clock.advance(2)
+    const second = h.queues.receive('q')
+    expect(await first).toEqual([])
+    const [again] = await second
+    expect([again.payload.toString(), again.deliveries]).toEqual(['b', 4])
+    expect(await leaseRecords(h)).toBe(1)
+    const h2 = await h.restart()
+    try {
+      const [last] = await h2.queues.receive('q')
+      expect([last.payload.toString(), last.deliveries]).toEqual(['b', 5])
     } finally {
       await h2.close()
     }

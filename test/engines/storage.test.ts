@@ -35,6 +35,22 @@ describe('keys', () => {
 })
 
 describe('Storage', () => {
+  it('encodes a put given as a function when its group commit is assembled, once, with what the group added', async () => {
+    const { storage } = await open('never')
+    const p = storage.partition('lazy')
+    const parts: string[] = []
+    let calls = 0
+    const first = storage.write([p.put(Buffer.from('k'), () => { calls++; return Buffer.from(parts.join(',')) })])
+    parts.push('a')
+    // later writes of the same tick still add to what the record holds
+    const second = storage.write([p.put(Buffer.from('other'), Buffer.from('x'))])
+    parts.push('b')
+    await Promise.all([first, second])
+    parts.push('c')
+    expect(calls).toBe(1)
+    expect((await p.get(Buffer.from('k')))?.toString()).toBe('a,b')
+  })
+
   it('keeps binary keys in byte order within a partition, separate from other partitions', async () => {
     const { storage } = await open()
     const p = storage.partition('p')

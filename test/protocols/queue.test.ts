@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
-import { encodePayload } from '../../protocols/http/payload.js'
+import fc from 'fast-check'
+import { decodePayload, encodePayload, type PayloadEncoding } from '../../protocols/http/payload.js'
 
 let broker: TestBroker
 beforeAll(async () => { broker = await startTestBroker() })
@@ -267,5 +268,43 @@ describe('queues over HTTP', () => {
     for (const p of ['/v1/queues/{name}', '/v1/queues/{name}/messages', '/v1/queues/{name}/receive', '/v1/queues/{name}/ack', '/v1/queues/{name}/nack', '/v1/queues/{name}/extend', '/v1/queues/{name}/dead', '/v1/queues/{name}/dead/redrive']) {
       expect(doc.paths).toHaveProperty([p])
     }
+  })
+})
+
+describe('push hand-off', () => {
+  const special = fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', 'é', '😀', '\u2028')
+  const strings = fc.oneof(
+    fc.string({ unit: 'grapheme-ascii' }).map(s => s.replace(/["\\]/g, '')),
+    fc.string({ unit: 'grapheme' }).map(s => s.replace(/["\\]/g, '')),
+    fc.string({ unit: fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), special) })
+  )
+  const message: fc.Arbitrary<{ payload: unknown, encoding?: PayloadEncoding }> = fc.oneof(
+    fc.record({ payload: strings }),
+    fc.record({ payload: strings, encoding: fc.constantFrom<PayloadEncoding>('json', 'utf8') }),
+    fc.record({ payload: fc.jsonValue() }),
+    fc.record({ payload: fc.uint8Array({ maxLength: 40 }).map(b => Buffer.from(b).toString('base64')), encoding: fc.constant<PayloadEncoding>('base64') })
+  )
+  let run = 0
+
+  /** Pushes the body text and gives the stored payloads, in order. */
+  async function pushed (text: string, count: number): Promise<Buffer[]> {
+    const queue = `handoff-${run++}`
+    const res = await fetch(`${broker.url}/v1/queues/${queue}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text })
+    expect(res.status).toBe(200)
+    return (await broker.engines.queues.receive(queue, { max: count })).map(d => d.payload)
+  }
+
+  it('stores exactly the bytes decodePayload gives, whatever the body text (property)', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 12 }), fc.constantFrom(undefined, 1), async (messages, indent) => {
+      const text = JSON.stringify(messages.length === 1 ? messages[0] : { messages }, null, indent)
+      const got = await pushed(text, messages.length)
+      expect(got.map(b => b.toString('hex'))).toEqual(messages.map(m => decodePayload(m.payload, m.encoding).toString('hex')))
+    }), { numRuns: 60 })
+  })
+
+  it('takes the text of a string payload only from a body without escapes', async () => {
+    expect((await pushed('{"messages":[{"payload":"ab"},{"payload":"é😀"},{"payload":{"n":1}}]}', 3)).map(String)).toEqual(['"ab"', '"é😀"', '{"n":1}'])
+    expect((await pushed('{"messages":[{"payload":"a\\"b"},{"payload":"\\u00e9"},{"payload":"\\ud800"}]}', 3)).map(b => b.toString('hex')))
+      .toEqual([JSON.stringify('a"b'), JSON.stringify('é'), JSON.stringify('\ud800')].map(s => Buffer.from(s).toString('hex')))
   })
 })

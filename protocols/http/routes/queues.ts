@@ -1,10 +1,11 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { HttpContext } from '../app.js'
 import type { Delivery, DeadLetter, PushMessage, QueueInfo, ReceiptResult } from '../../../engines/queue/engine.js'
 import type { QueueSettings, SettingsPatch } from '../../../engines/queue/settings.js'
 import { LIMITS } from '../../../engines/queue/settings.js'
 import { InvalidArgument } from '../../../engines/errors.js'
-import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
+import { decodePayloadData, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
+import { bodyTextOf, isPlainString, registerBodyTextParser, type BodyText } from '../body-text.js'
 import { problem, sendProblem } from '../problem.js'
 
 /**
@@ -170,10 +171,16 @@ function settingsPatch (body: SettingsBody): SettingsPatch {
   return patch
 }
 
-function pushMessage (m: MessageBody, where: string): PushMessage {
+/**
+ * A message of a push body, its payload handed to the engine as decodePayload's bytes: text where that
+ * is text (the JSON of a value, a utf8 payload), written into the stored record without a Buffer of its
+ * own; a string payload of a body without escapes as its text in quotes, not serialised again (see
+ * body-text.ts). `text`: what was noted of the body's text.
+ */
+function pushMessage (m: MessageBody, where: string, text: BodyText | undefined): PushMessage {
   if (m.payload === undefined) throw new InvalidArgument(`${where}: payload is required`)
-  const out: PushMessage = { payload: decodePayload(m.payload, m.encoding) }
-  // decodePayload gives a JSON value's compact serialisation: a receiver can get these bytes back as is
+  const out: PushMessage = { payload: isPlainString(m.payload, m.encoding, text) ? `"${m.payload}"` : decodePayloadData(m.payload, m.encoding) }
+  // a JSON value's compact serialisation: a receiver can get these bytes back as is
   if (m.encoding === undefined || m.encoding === 'json') out.json = true
   if (m.delay !== undefined) out.delayMs = ms(m.delay)
   if (m.priority !== undefined) out.priority = m.priority
@@ -281,9 +288,14 @@ function clientGone (reply: FastifyReply): AbortSignal {
   return controller.signal
 }
 
-/** Lets routes whose body fields are all optional be called without a body (`curl -X POST .../receive`). */
-async function emptyBodyIsEmptyObject (request: FastifyRequest): Promise<void> {
+/**
+ * Lets routes whose body fields are all optional be called without a body (`curl -X POST .../receive`).
+ * A callback hook, not an async one: it runs on every receive, and a promise per request costs more
+ * than the check.
+ */
+function emptyBodyIsEmptyObject (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
   if (request.body === undefined || request.body === null) request.body = {}
+  done()
 }
 
 export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): void {
@@ -324,40 +336,46 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
     return await reply.code(204).send()
   })
 
-  app.post<{ Params: NameParams, Body: PushBody }>('/v1/queues/:name/messages', {
-    schema: {
-      tags,
-      summary: 'Push one message, or up to 1000 with {messages:[...]}',
-      description: 'Answers once the messages are durable under the fsync policy. A queue that does not exist is created with defaults (unless --queue-autocreate false). Same dedupId within the dedup window: the original id, no second copy.',
-      params: nameParams,
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          ...messageIn,
-          messages: {
-            type: 'array',
-            minItems: 1,
-            maxItems: LIMITS.maxBatch,
-            items: { type: 'object', required: ['payload'], additionalProperties: false, properties: messageIn }
+  // pushes parse JSON with a parser that notes what the text says about its strings (see pushMessage)
+  void app.register(async scope => {
+    registerBodyTextParser(scope)
+
+    scope.post<{ Params: NameParams, Body: PushBody }>('/v1/queues/:name/messages', {
+      schema: {
+        tags,
+        summary: 'Push one message, or up to 1000 with {messages:[...]}',
+        description: 'Answers once the messages are durable under the fsync policy. A queue that does not exist is created with defaults (unless --queue-autocreate false). Same dedupId within the dedup window: the original id, no second copy.',
+        params: nameParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ...messageIn,
+            messages: {
+              type: 'array',
+              minItems: 1,
+              maxItems: LIMITS.maxBatch,
+              items: { type: 'object', required: ['payload'], additionalProperties: false, properties: messageIn }
+            }
           }
-        }
-      },
-      response: { 200: { type: 'object', properties: { ids: { type: 'array', items: { type: 'string' } } } } }
-    }
-  }, async (request, reply) => {
-    const body = request.body
-    let messages: PushMessage[]
-    if (body.messages !== undefined) {
-      const single = Object.keys(body).filter(k => k !== 'messages')
-      if (single.length > 0) throw new InvalidArgument(`give either one message or messages, not both (found ${single.join(', ')} next to messages)`)
-      messages = body.messages.map((m, i) => pushMessage(m, `messages[${i}]`))
-    } else {
-      if (body.payload === undefined) throw new InvalidArgument('payload (or messages) is required')
-      messages = [pushMessage(body, 'message')]
-    }
-    // a string with a JSON content type is sent as it is (the schema still documents the answer)
-    return await reply.type(JSON_TYPE).send(idsAnswer(await queues.push(request.params.name, messages)))
+        },
+        response: { 200: { type: 'object', properties: { ids: { type: 'array', items: { type: 'string' } } } } }
+      }
+    }, async (request, reply) => {
+      const body = request.body
+      let messages: PushMessage[]
+      if (body.messages !== undefined) {
+        const single = Object.keys(body).filter(k => k !== 'messages')
+        if (single.length > 0) throw new InvalidArgument(`give either one message or messages, not both (found ${single.join(', ')} next to messages)`)
+        const text = bodyTextOf(body)
+        messages = body.messages.map((m, i) => pushMessage(m, `messages[${i}]`, text))
+      } else {
+        if (body.payload === undefined) throw new InvalidArgument('payload (or messages) is required')
+        messages = [pushMessage(body, 'message', bodyTextOf(body))]
+      }
+      // a string with a JSON content type is sent as it is (the schema still documents the answer)
+      return await reply.type(JSON_TYPE).send(idsAnswer(await queues.push(request.params.name, messages)))
+    })
   })
 
   app.delete<{ Params: NameParams }>('/v1/queues/:name/messages', {
