@@ -8,6 +8,10 @@ import { pino } from 'pino'
 import { afterEach } from 'vitest'
 import { ManualClock } from '../engines/clock.js'
 import { createEngines, type EngineOptions, type Engines } from '../engines/index.js'
+import { PubSub } from '../engines/pubsub/pubsub.js'
+import { Storage } from '../engines/storage/storage.js'
+import { StreamEngine } from '../engines/stream/streams.js'
+import type { StreamLimits } from '../engines/stream/types.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { startBroker, type Broker } from '../src/server.js'
 
@@ -178,5 +182,32 @@ export function engineOpener (): (dir?: string, clock?: ManualClock, extra?: Par
       entry.remove?.()
     }
     return { engines, dir: d, clock, dispose }
+  }
+}
+
+/**
+ * Opens a stream engine alone, on storage and a bus of its own, with engine-only limits the broker's
+ * settings do not expose (such as small in-memory index bounds). Each one is closed after its test, or
+ * earlier by its close() (to reopen the same dir, as a restart).
+ */
+export function streamEngineOpener (): (dir: string, limits: Partial<StreamLimits>, clock?: ManualClock) => Promise<{ streams: StreamEngine, close: () => Promise<void> }> {
+  const open: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const close of open.splice(0).reverse()) await close()
+  })
+  return async (dir, limits, clock = new ManualClock()) => {
+    const storage = await Storage.open({ dir, fsync: 'never' })
+    const pubsub = await PubSub.create()
+    const streams = await StreamEngine.open(storage, pubsub, clock, limits)
+    let closed = false
+    const close = async (): Promise<void> => {
+      if (closed) return
+      closed = true
+      await streams.close()
+      await pubsub.close()
+      await storage.close()
+    }
+    open.push(close)
+    return { streams, close }
   }
 }

@@ -1,11 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
-import { PubSub } from '../../engines/pubsub/pubsub.js'
-import { Storage } from '../../engines/storage/storage.js'
 import { ChunkIndex } from '../../engines/stream/chunk-index.js'
-import { StreamEngine } from '../../engines/stream/streams.js'
-import { engineOpener, tempDir } from '../helpers.js'
+import { engineOpener, streamEngineOpener, tempDir } from '../helpers.js'
 
 const open = engineOpener()
 
@@ -15,21 +12,8 @@ afterEach(async () => {
 })
 
 /** A stream engine with small in-memory indexes (a few chunks already overflow them). */
-async function openSmall (dir: string, indexPoints: number): Promise<{ streams: StreamEngine, close: () => Promise<void> }> {
-  const storage = await Storage.open({ dir, fsync: 'never' })
-  const pubsub = await PubSub.create()
-  const streams = await StreamEngine.open(storage, pubsub, new ManualClock(), { indexPoints })
-  let closed = false
-  const close = async (): Promise<void> => {
-    if (closed) return
-    closed = true
-    await streams.close()
-    await pubsub.close()
-    await storage.close()
-  }
-  cleanup.push(close)
-  return { streams, close }
-}
+const openStreams = streamEngineOpener()
+const openSmall = async (dir: string, indexPoints: number): ReturnType<typeof openStreams> => await openStreams(dir, { indexPoints })
 
 type Op =
   | { kind: 'append', sizes: number[], wait: boolean }

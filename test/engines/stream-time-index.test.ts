@@ -1,11 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
-import { PubSub } from '../../engines/pubsub/pubsub.js'
-import { Storage } from '../../engines/storage/storage.js'
-import { StreamEngine } from '../../engines/stream/streams.js'
 import { TimeIndex } from '../../engines/stream/time-index.js'
-import { tempDir, waitFor } from '../helpers.js'
+import { streamEngineOpener, tempDir, waitFor } from '../helpers.js'
 
 describe('in-memory time index', () => {
   it('finds the first point at or after a time and forgets points below the first offset', () => {
@@ -55,21 +52,8 @@ describe('seek by time with the index in memory', () => {
   })
 
   /** An engine with a small time index bound, so a few dozen batches already thin it. */
-  async function openEngine (dir: string, clock: ManualClock, indexPoints: number): Promise<{ streams: StreamEngine, close: () => Promise<void> }> {
-    const storage = await Storage.open({ dir, fsync: 'never' })
-    const pubsub = await PubSub.create()
-    const streams = await StreamEngine.open(storage, pubsub, clock, { indexPoints })
-    let closed = false
-    const close = async (): Promise<void> => {
-      if (closed) return
-      closed = true
-      await streams.close()
-      await pubsub.close()
-      await storage.close()
-    }
-    cleanup.push(close)
-    return { streams, close }
-  }
+  const openStreams = streamEngineOpener()
+  const openEngine = async (dir: string, clock: ManualClock, indexPoints: number): ReturnType<typeof openStreams> => await openStreams(dir, { indexPoints }, clock)
 
   it('agrees with a linear scan: thinned, while loading after a restart, once loaded, after retention (property)', async () => {
     await fc.assert(fc.asyncProperty(
