@@ -16,7 +16,8 @@ export class Metrics {
     'HTTP request duration by route',
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
   )
-  readonly sseEvents: Counter<'feed'>
+  /** Events sent to SSE clients by feed: plain numbers bumped per event, read at scrape time. */
+  readonly sseEvents = { pubsub: 0, store: 0, stream: 0 }
   readonly sseClients: Gauge<'feed'>
 
   /**
@@ -47,7 +48,17 @@ export class Metrics {
     const { pubsub, storage } = engines
     registerStreamMetrics(registry, engines.streams)
     registerQueueMetrics(registry, engines.queues)
-    this.sseEvents = new Counter({ name: 'tetra_sse_events_total', help: 'Events sent to SSE clients, by feed', labelNames: ['feed'], registers: [registry] })
+    const sseEvents = this.sseEvents
+    new Counter({
+      name: 'tetra_sse_events_total',
+      help: 'Events sent to SSE clients, by feed',
+      labelNames: ['feed'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const [feed, count] of Object.entries(sseEvents)) this.inc({ feed }, count)
+      }
+    })
     this.sseClients = new Gauge({ name: 'tetra_sse_clients', help: 'Open SSE streams, by feed', labelNames: ['feed'], registers: [registry] })
     new Gauge({
       name: 'tetra_mqtt_connections',

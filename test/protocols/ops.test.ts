@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestBroker, type TestBroker } from '../helpers.js'
+import { openSse, startTestBroker, waitFor, type TestBroker } from '../helpers.js'
 
 let broker: TestBroker
 beforeAll(async () => { broker = await startTestBroker() })
@@ -22,6 +22,23 @@ describe('operations endpoints', () => {
       expect(text).toContain(name)
     }
     expect(text).toMatch(/tetra_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} [1-9]/)
+  })
+
+  it('/metrics counts SSE clients and the events sent to them, by feed', async () => {
+    const sse = openSse(`${broker.url}/v1/pubsub/subscribe?filter=metrics/%23&retained=false`)
+    try {
+      await sse.opened
+      await waitFor(() => broker.engines.pubsub.activeSubscriptions > 0)
+      for (let i = 0; i < 3; i++) {
+        await fetch(`${broker.url}/v1/pubsub/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: `metrics/${i}`, payload: i }) })
+      }
+      await waitFor(() => sse.events.length === 3)
+      const text = await (await fetch(`${broker.url}/metrics`)).text()
+      expect(text).toMatch(/tetra_sse_events_total\{feed="pubsub"\} 3\n/)
+      expect(text).toMatch(/tetra_sse_clients\{feed="pubsub"\} 1\n/)
+    } finally {
+      sse.close()
+    }
   })
 
   it('/openapi.json documents the public routes and /docs serves Swagger UI', async () => {

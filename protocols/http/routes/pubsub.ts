@@ -84,7 +84,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
       if (sse.closed) return
       if (reply.raw.writableLength > SSE_MAX_BUFFERED_BYTES) return
       sse.send({ data: JSON.stringify(messageJson(m)) })
-      ctx.metrics.sseEvents.inc({ feed: 'pubsub' })
+      ctx.metrics.sseEvents.pubsub++
     }
     const unsubscribe = await pubsub.subscribe(filters, m => {
       if (backlog !== null) backlog.push(m)

@@ -455,7 +455,7 @@ function registerWatchRoute (app: FastifyInstance, ctx: HttpContext): void {
       seen = e.revision
       if (!e.key.startsWith(prefix)) return
       sse.send({ id: String(e.revision), event: e.type, data: eventJson(e, withValues, clock.now()) })
-      ctx.metrics.sseEvents.inc({ feed: 'store' })
+      ctx.metrics.sseEvents.store++
     }
     const resetAndGoOn = (reason: string): void => {
       seen = store.latestRevision

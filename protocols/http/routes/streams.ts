@@ -320,7 +320,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
           if (!room) await sse.drained()
         }
       }
-      ctx.metrics.sseEvents.inc({ feed: 'stream' }, page.messages.length)
+      ctx.metrics.sseEvents.stream += page.messages.length
       cursor = page.next
       if (page.messages.length === 0 && log.durableNext <= cursor) await log.changed(stop.signal)
     }
