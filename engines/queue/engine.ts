@@ -917,15 +917,8 @@ export class QueueEngine {
         await this.moveBack(q, moving)
         return { redriven: moving.length, notFound }
       }
-      const prefix = kindPrefix(q.qid, KIND_DEAD)
       let redriven = 0
-      // each page is moved (its index entries deleted) before the next is read, so this ends
-      for (;;) {
-        if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
-        const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
-        if (rows.length === 0) break
-        const ranks = rows.map(([k]) => rankOfKey(k))
-        const states = await this.deadStates(q, ranks)
+      await this.eachDeadPage(q, async (ranks, states) => {
         const moving: Array<{ priority: number, seq: number, state: MessageState }> = []
         const stray: WriteOp[] = []
         ranks.forEach((r, i) => {
@@ -936,9 +929,25 @@ export class QueueEngine {
         if (stray.length > 0) await this.commit(q, stray)
         await this.moveBack(q, moving)
         redriven += moving.length
-      }
+      })
       return { redriven, notFound: [] }
     })
+  }
+
+  /**
+   * Walks the dead-letter index from its start a page at a time, with each page's dead states (see
+   * deadStates). visit must delete the index entries of its page: the next page is read from the start
+   * again, so that is what makes the walk end.
+   */
+  private async eachDeadPage (q: QueueState, visit: (ranks: Array<{ priority: number, seq: number }>, states: Array<MessageState | undefined>) => Promise<void>): Promise<void> {
+    const prefix = kindPrefix(q.qid, KIND_DEAD)
+    for (;;) {
+      if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
+      const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
+      if (rows.length === 0) return
+      const ranks = rows.map(([k]) => rankOfKey(k))
+      await visit(ranks, await this.deadStates(q, ranks))
+    }
   }
 
   /** The state records of these messages, where they say dead; undefined for any other (or none). */
@@ -972,14 +981,8 @@ export class QueueEngine {
   async purgeDead (name: string): Promise<number> {
     const q = this.mustGet(name)
     return await this.withDeadLock(q, async () => {
-      const prefix = kindPrefix(q.qid, KIND_DEAD)
       let purged = 0
-      for (;;) {
-        if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
-        const rows = await this.partition.range({ gte: prefix, lt: prefixEnd(prefix), limit: PAGE })
-        if (rows.length === 0) break
-        const ranks = rows.map(([k]) => rankOfKey(k))
-        const states = await this.deadStates(q, ranks)
+      await this.eachDeadPage(q, async (ranks, states) => {
         const ops: WriteOp[] = []
         let dead = 0
         ranks.forEach((r, i) => {
@@ -993,7 +996,7 @@ export class QueueEngine {
         await this.commit(q, ops)
         q.deadCount -= dead
         purged += dead
-      }
+      })
       return purged
     })
   }
