@@ -143,3 +143,22 @@ export class RawClient {
     if (!this.closed) this.stream.destroy()
   }
 }
+
+/**
+ * Writes `count` messages as `batch`-sized chunks of the pre-encoded packet, waiting for 'drain' when the
+ * socket buffer is full; stops early once past the deadline. Resolves with the number written.
+ */
+export async function pump (client: RawClient, packet: Buffer, count: number, batch: number, deadline = Infinity): Promise<number> {
+  const chunk = Buffer.concat(Array.from({ length: batch }, () => packet))
+  let sent = 0
+  while (sent < count && !client.isClosed) {
+    const n = Math.min(batch, count - sent)
+    const ok = client.write(n === batch ? chunk : chunk.subarray(0, n * packet.length))
+    sent += n
+    if (!ok) {
+      await client.drained()
+      if (performance.now() > deadline) break
+    }
+  }
+  return sent
+}

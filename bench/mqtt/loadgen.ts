@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { Packet } from 'mqtt-packet'
-import { RawClient, encodeAck, encodePublish, afterTopicOffset, stampAck, type Endpoint } from './client.js'
+import { RawClient, encodeAck, encodePublish, afterTopicOffset, pump, stampAck, type Endpoint } from './client.js'
 import { latencySummary } from '../lib/stats.js'
 
 interface Common {
@@ -55,22 +55,6 @@ async function connectMany (endpoint: Endpoint, count: number, name: string): Pr
     clients.push(...await Promise.all(Array.from({ length: n }, (_, k) => RawClient.connect(endpoint, `${PREFIX}-${name}-${i + k}`))))
   }
   return clients
-}
-
-/** Writes `count` messages as `batch`-sized pre-encoded chunks, waiting for 'drain' when the buffer is full. */
-async function pump (client: RawClient, packet: Buffer, count: number, batch: number, deadline: number): Promise<number> {
-  const chunk = Buffer.concat(Array.from({ length: batch }, () => packet))
-  let sent = 0
-  while (sent < count && !client.isClosed) {
-    const n = Math.min(batch, count - sent)
-    const ok = client.write(n === batch ? chunk : chunk.subarray(0, n * packet.length))
-    sent += n
-    if (!ok) {
-      await client.drained()
-      if (performance.now() > deadline) break
-    }
-  }
-  return sent
 }
 
 /**

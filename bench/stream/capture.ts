@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import mqtt from 'mqtt'
-import { RawClient, encodePublish, type Endpoint } from '../mqtt/client.js'
+import { RawClient, encodePublish, pump, type Endpoint } from '../mqtt/client.js'
 import { httpCall, makeAgent } from './http.js'
 
 export interface CaptureParams { base: string, endpoint: Endpoint, mqttUrl: string, publishers: number, messagesPerPublisher: number, payloadBytes: number, qos1Messages: number, timeoutMs: number }
@@ -49,18 +49,6 @@ async function settleCount (base: string, target: number, idleMs: number, deadli
     if (c !== count) { count = c; lastChangeAt = performance.now() }
   }
   return { count, lastChangeAt }
-}
-
-async function pump (client: RawClient, packet: Buffer, count: number, batch: number): Promise<number> {
-  const chunk = Buffer.concat(Array.from({ length: batch }, () => packet))
-  let sent = 0
-  while (sent < count && !client.isClosed) {
-    const n = Math.min(batch, count - sent)
-    const ok = client.write(n === batch ? chunk : chunk.subarray(0, n * packet.length))
-    sent += n
-    if (!ok) await client.drained()
-  }
-  return sent
 }
 
 async function main (): Promise<void> {
