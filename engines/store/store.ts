@@ -218,14 +218,7 @@ export class Store {
    * until the next call that changes the store: use it synchronously, never across an await.
    */
   lookup (key: string): number {
-    const slot = this.live(key)
-    if (slot < 0) {
-      this.misses++
-      return -1
-    }
-    this.hits++
-    if (this.lruEnabled) this.touch(slot)
-    return slot
+    return this.counted(this.live(key))
   }
 
   /** The value bytes of a handle from lookup(), without a copy (see lookup for how long it is valid). */
@@ -284,15 +277,18 @@ export class Store {
    */
   lookupMany (keys: readonly string[]): Int32Array {
     const handles = this.liveMany(keys)
-    for (let i = 0; i < keys.length; i++) {
-      const slot = handles[i]
-      if (slot < 0) this.misses++
-      else {
-        this.hits++
-        if (this.lruEnabled) this.touch(slot)
-      }
-    }
+    for (let i = 0; i < keys.length; i++) this.counted(handles[i])
     return handles
+  }
+
+  /** Counts a read as a hit or a miss and touches the LRU on a hit; returns the slot (-1 = missing). */
+  private counted (slot: number): number {
+    if (slot < 0) this.misses++
+    else {
+      this.hits++
+      if (this.lruEnabled) this.touch(slot)
+    }
+    return slot
   }
 
   // ---- writes --------------------------------------------------------------------------------------
