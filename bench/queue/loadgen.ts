@@ -36,6 +36,17 @@ interface Received { messages: Array<{ receipt: string, payload: { n: number, t:
 
 const now = (): number => performance.timeOrigin + performance.now()
 
+/**
+ * The body of a push of `n` messages numbered from `from`, sent at `t`, written as text: the load
+ * generator shares the cores with the broker, and this is the same JSON that JSON.stringify would give
+ * for {messages: [{payload: {n, t, job, size}}, ...]} at a fraction of its cost.
+ */
+function pushBody (from: number, n: number, t: number): string {
+  let body = '{"messages":['
+  for (let i = 0; i < n; i++) body += `${i === 0 ? '' : ','}{"payload":{"n":${from + i},"t":${t},"job":"resize","size":1024}}`
+  return body + ']}'
+}
+
 /** Creates the queue up front (settings left at their defaults) so receivers do not race its creation. */
 async function createQueue (url: string, queue: string): Promise<void> {
   const { host, port } = parseUrl(url)
@@ -57,8 +68,7 @@ async function fill (p: Extract<QueueLoadParams, { mode: 'fill' }>): Promise<Que
       const from = next
       const n = Math.min(p.batch, p.count - from)
       next += n
-      const messages = Array.from({ length: n }, (_, i) => ({ payload: { n: from + i, t: 0, job: 'resize', size: 1024 } }))
-      const res = await c.request('POST', `/v1/queues/${p.queue}/messages`, { messages })
+      const res = await c.requestText('POST', `/v1/queues/${p.queue}/messages`, pushBody(from, n, 0))
       if (res.status === 200) pushed += n
       else errors++
     }
@@ -87,9 +97,7 @@ async function pipeline (p: Extract<QueueLoadParams, { mode: 'pipeline' }>): Pro
       const from = next
       const n = Math.min(p.batch, p.total - from)
       next += n
-      const t = now()
-      const messages = Array.from({ length: n }, (_, i) => ({ payload: { n: from + i, t, job: 'resize', size: 1024 } }))
-      const res = await c.request('POST', `/v1/queues/${p.queue}/messages`, { messages })
+      const res = await c.requestText('POST', `/v1/queues/${p.queue}/messages`, pushBody(from, n, now()))
       if (res.status === 200) pushed += n
       else errors++
     }
