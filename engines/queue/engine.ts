@@ -1031,15 +1031,19 @@ export class QueueEngine {
     q.unsubscribeCapture = undefined
     if (previous !== undefined) await previous()
     if (q.settings.capture.length === 0 || q.deleted) return
-    q.unsubscribeCapture = await this.pubsub.subscribe(q.settings.capture, (m: BusMessage) => { this.capture(q, m) })
+    // durable: an MQTT QoS 1/2 publisher's acknowledgement waits for the captured message's push
+    q.unsubscribeCapture = await this.pubsub.subscribe(q.settings.capture, (m: BusMessage) => this.capture(q, m), { durable: true })
   }
 
-  private capture (q: QueueState, m: BusMessage): void {
+  /** Pushes a captured publish; resolves once it is durable, or counted and logged as dropped. */
+  private async capture (q: QueueState, m: BusMessage): Promise<void> {
     if (q.deleted || this.closed) return
-    this.pushTo(q, [{ payload: m.payload, topic: m.topic }]).catch(err => {
+    try {
+      await this.pushTo(q, [{ payload: m.payload, topic: m.topic }])
+    } catch (err) {
       this.captureDropped++
       this.options.onError?.(err, `capture of ${m.topic} into queue ${q.name}`)
-    })
+    }
   }
 
   // ---- metrics ------------------------------------------------------------------------------------

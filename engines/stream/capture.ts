@@ -12,10 +12,13 @@ export class CaptureBuffer {
   private buffer: AppendMessage[] = []
   private scheduled = false
   private readonly inFlight = new Set<Promise<void>>()
+  /** Settles when the batch being gathered is written (or has failed): what add() returns. */
+  private gathered: { written: Promise<void>, settle: () => void } | null = null
 
   constructor (private readonly log: StreamLog, private readonly ctx: StreamContext) {}
 
-  add (m: BusMessage): void {
+  /** Buffers a captured publish; the promise settles once its batch is durable (or dropped, counted). */
+  add (m: BusMessage): Promise<void> | undefined {
     const { stats, limits } = this.ctx
     if (this.log.deleted) return
     const tooMany = this.log.capturePending >= limits.captureMaxPending && m.qos === 0
@@ -25,11 +28,18 @@ export class CaptureBuffer {
     }
     this.buffer.push({ payload: m.payload, topic: m.topic, qos: m.qos, retain: m.retain })
     this.log.capturePending++
+    if (this.gathered === null) {
+      let settle: () => void = () => {}
+      const written = new Promise<void>(resolve => { settle = resolve })
+      this.gathered = { written, settle }
+    }
+    const written = this.gathered.written
     if (this.buffer.length >= limits.maxBatch) this.flush()
     else if (!this.scheduled) {
       this.scheduled = true
       setImmediate(() => { this.flush() })
     }
+    return written
   }
 
   private flush (): void {
@@ -37,6 +47,8 @@ export class CaptureBuffer {
     if (this.buffer.length === 0) return
     const batch = this.buffer
     this.buffer = []
+    const gathered = this.gathered
+    this.gathered = null
     const { stats } = this.ctx
     const done = this.log.append(batch).then(() => {
       stats.captured += batch.length
@@ -45,6 +57,7 @@ export class CaptureBuffer {
     }).finally(() => {
       this.log.capturePending -= batch.length
       this.inFlight.delete(done)
+      gathered?.settle()
     })
     this.inFlight.add(done)
   }

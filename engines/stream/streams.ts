@@ -369,7 +369,8 @@ export class StreamEngine {
     this.captures.set(log, buffer)
     let off: (() => Promise<void>) | null = null
     let cancelled = false
-    const subscribed = this.pubsub.subscribe(filters, m => { buffer.add(m) }).then(fn => {
+    // durable: an MQTT QoS 1/2 publisher's acknowledgement waits for the captured message's append
+    const subscribed = this.pubsub.subscribe(filters, m => buffer.add(m), { durable: true }).then(fn => {
       off = fn
       if (cancelled) void fn()
     })
