@@ -12,7 +12,7 @@ import {
 } from './codec.js'
 import { DEFAULT_SETTINGS, LIMITS, applySettings, backoffDelay, validateQueueName, type QueueSettings, type SettingsPatch } from './settings.js'
 import { BODY_CACHE_BYTES, QueueState, type DeliveryHistory, type Lease, type LeaseRecord, type Waiter } from './state.js'
-import { Segment } from './segments.js'
+import { OpenSegment, Segment } from './segments.js'
 
 export interface QueueEngineOptions {
   storage: Storage
@@ -124,6 +124,8 @@ const EMPTY = Buffer.alloc(0)
 const SEGMENT_MIN_MESSAGES = 4
 /** Largest segment value: a read of one message's body from LevelDB reads its whole segment. */
 const SEGMENT_MAX_BYTES = 1024 * 1024
+/** Larger bodies of small pushes get a record of their own rather than being copied into an open segment. */
+const OPEN_SEGMENT_MAX_BODY = 64 * 1024
 const PAGE = 1000
 const DELETE_CHUNK = 10_000
 /** Timers further out than this are re-armed when they fire (setTimeout's limit is 2^31 - 1 ms). */
@@ -279,12 +281,14 @@ export class QueueEngine {
     }
     // No state record: the body alone says ready (or delayed until due) until the first delivery.
     // Runs of consecutive messages (their sequence numbers are consecutive) go into segments, one value
-    // each; the rest get a body record each. The encoded bodies are kept in memory (QueueState.bodies) as
-    // views into buffers allocated at their exact size: slices of Node's shared 8 KB buffer pool would
-    // each hold a whole pool block alive.
+    // each; the messages of smaller pushes join the queue's open segment (shared by the small pushes of
+    // one group commit), and large ones get a body record each. The encoded bodies are kept in memory
+    // (QueueState.bodies, Segment.cached, Segment.open) in buffers allocated at their exact size (or the
+    // open segment's own): slices of Node's shared 8 KB buffer pool would each hold a whole pool block alive.
     const segments: Segment[] = []
     const segmentValues: Buffer[] = []
     const alone: Array<{ seq: number, encoded: Buffer }> = []
+    let shared: Segment[] | undefined
     const sizes = added.map(a => bodySize(a.body))
     for (let i = 0; i < added.length;) {
       let j = i + 1
@@ -293,6 +297,14 @@ export class QueueEngine {
       if (j - i < SEGMENT_MIN_MESSAGES) {
         for (; i < j; i++) {
           const a = added[i]
+          if (sizes[i] <= OPEN_SEGMENT_MAX_BODY) {
+            const segment = this.openSegmentFor(q, a.seq, sizes[i])
+            a.encoded = segment.appendOpen(a.body, sizes[i], a.priority)
+            q.bodyBytes += sizes[i]
+            if (shared === undefined) shared = [segment]
+            else if (shared[shared.length - 1] !== segment) shared.push(segment)
+            continue
+          }
           a.encoded = encodeBody(a.body, Buffer.allocUnsafeSlow(sizes[i]))
           alone.push(a)
           ops.push(this.partition.put(messageKey(q.qid, KIND_BODY, a.priority, a.seq), a.encoded))
@@ -320,7 +332,9 @@ export class QueueEngine {
     }
     q.counters.pushed += added.length
     for (const op of extraOps) ops.push(op)
-    const written = this.commit(q, ops, added.length > 0)
+    const own = this.commit(q, ops, added.length > 0)
+    // the open segments' writes are in the same group commit as this one (see openSegmentFor)
+    const written = shared === undefined ? own : Promise.all([own, ...shared.map(segment => segment.written)])
     // visible at once (see QueueState.bodies): a waiting receiver's lease joins this write's batch
     for (const a of alone) q.keepBody(a.seq, a.encoded)
     segments.forEach((segment, k) => { q.cacheSegment(segment, segmentValues[k]) })
@@ -340,6 +354,7 @@ export class QueueEngine {
         q.uncacheSegment(segment)
         q.segments.remove(segment)
       }
+      for (const segment of shared ?? []) this.dropOpenSegment(q, segment)
       for (const a of added) q.lost.add(a.seq)
       for (const a of alone) q.takeBody(a.seq)
       q.counters.pushed -= added.length
@@ -349,10 +364,53 @@ export class QueueEngine {
     if (q.bodyBytes > BODY_CACHE_BYTES) {
       for (const a of alone) q.takeBody(a.seq)
       for (const segment of segments) q.uncacheSegment(segment)
+      for (const segment of shared ?? []) q.uncacheSegment(segment)
     }
     if (waitFor.length > 0) await Promise.all(waitFor)
     if (q.deleted) throw new NotFound(`queue "${q.name}" was deleted`)
     return ids
+  }
+
+  /**
+   * The open segment that a small push's message with sequence number `seq` joins: the queue's current
+   * one if the message continues it and fits, else a new one. A new segment's write is requested at
+   * once, with a value made only when the storage assembles the batch (sealOpenSegment): every push that
+   * joins it before then requests its own write before that moment too, so all of them land in the same
+   * atomic batch, and each push waits for the segment's write as well as its own.
+   */
+  private openSegmentFor (q: QueueState, seq: number, size: number): Segment {
+    const current = q.openSegment
+    if (current?.open !== undefined && current.start + current.count === seq && current.open.sizeWith(size) <= SEGMENT_MAX_BYTES) return current
+    const segment = new Segment(seq, 0)
+    segment.open = new OpenSegment(size)
+    q.segments.add(segment)
+    q.openSegment = segment
+    const written = this.storage.write([this.partition.put(segmentKey(q.qid, KIND_SEGMENT, seq), () => this.sealOpenSegment(q, segment))])
+    written.catch(() => { /* each push that joined the segment gets the error */ })
+    segment.written = written
+    return segment
+  }
+
+  /** Closes an open segment as its batch is assembled: its value, kept in memory while messages wait. */
+  private sealOpenSegment (q: QueueState, segment: Segment): Buffer {
+    const open = segment.open as OpenSegment
+    segment.open = undefined
+    if (q.openSegment === segment) q.openSegment = undefined
+    q.bodyBytes -= open.used
+    const value = open.value()
+    if (segment.pending > 0 && !segment.removed) q.cacheSegment(segment, value)
+    return value
+  }
+
+  /** A shared segment whose write failed: its messages are lost (QueueState.lost), the segment forgotten. */
+  private dropOpenSegment (q: QueueState, segment: Segment): void {
+    if (q.openSegment === segment) q.openSegment = undefined
+    if (segment.open !== undefined) {
+      q.bodyBytes -= segment.open.used
+      segment.open = undefined
+    }
+    q.uncacheSegment(segment)
+    q.segments.remove(segment)
   }
 
   /** Checks a message to push; gives its payload's size in bytes. */
@@ -1318,7 +1376,11 @@ export class QueueEngine {
   private dropBody (q: QueueState, priority: number, seq: number, ops: WriteOp[]): void {
     const segment = q.segments.find(seq)
     if (segment === undefined) ops.push(this.partition.del(messageKey(q.qid, KIND_BODY, priority, seq)))
-    else if (segment.markGone(seq)) q.changedSegments.add(segment)
+    else {
+      // an open segment takes no more messages once one of its own went: its gone bitmap has its size
+      if (q.openSegment === segment) q.openSegment = undefined
+      if (segment.markGone(seq)) q.changedSegments.add(segment)
+    }
   }
 
   /** Ops for the segments that changed: a segment whose messages are all gone is deleted, else its gone bitmap is written. */
@@ -1355,6 +1417,10 @@ export class QueueEngine {
         continue
       }
       if (segment.isGone(seq)) continue
+      if (segment.open !== undefined) {
+        out[i] = segment.open.body(seq - segment.start)
+        continue
+      }
       const cached = q.segmentReads.get(segment.start)
       if (cached !== undefined) {
         out[i] = segmentBody(cached, seq - segment.start)

@@ -1,13 +1,67 @@
+import { encodeBody, segmentHeaderSize, writeSegmentHeader, type BodyInput } from './codec.js'
+
 /**
  * Segments: the bodies of one push batch stored as ONE LevelDB value (codec.ts encodeSegment), so a push
  * of n messages costs one write op instead of n, and an ack request one op per segment it touches (the
  * segment's gone bitmap, or the segment's deletion once all its messages are gone) instead of one per
- * message. A message is "gone" from its segment when it was acked, expired or purged, or when it left
+ * message. Small pushes (one to three messages) share a segment too: the one of their group commit,
+ * which stays open for more bodies until the storage assembles the commit's batch (OpenSegment). A message is "gone" from its segment when it was acked, expired or purged, or when it left
  * as a dead letter (purged or moved to its deadLetter queue); dead letters themselves stay in place.
  *
  * Every live segment is known in memory (loaded at start), so where a message's body is stored follows
  * from its sequence number: inside the range of a segment, or else in its own body record.
  */
+
+/**
+ * The bodies of a segment that is still open: encoded one after another into one growing buffer (no
+ * allocation per message), made into the segment's value when its write's batch is assembled.
+ */
+export class OpenSegment {
+  private chunk: Buffer
+  /** Bytes of the bodies so far. */
+  used = 0
+  private readonly ends: number[] = []
+  private readonly priorities: number[] = []
+
+  constructor (firstBodySize: number) {
+    this.chunk = Buffer.allocUnsafeSlow(Math.max(OPEN_SEGMENT_CHUNK, firstBodySize))
+  }
+
+  /** Adds a body; returns its bytes. */
+  append (body: BodyInput, size: number, priority: number): Buffer {
+    if (this.used + size > this.chunk.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(this.chunk.length * 2, this.used + size))
+      this.chunk.copy(grown, 0, 0, this.used)
+      this.chunk = grown
+    }
+    const encoded = encodeBody(body, this.chunk, this.used)
+    this.used += size
+    this.ends.push(this.used)
+    this.priorities.push(priority)
+    return encoded
+  }
+
+  /** The body of the segment's i-th message. */
+  body (i: number): Buffer {
+    return this.chunk.subarray(i === 0 ? 0 : this.ends[i - 1], this.ends[i])
+  }
+
+  /** The size the segment's value will have with one more body of `size` bytes. */
+  sizeWith (size: number): number {
+    return segmentHeaderSize(this.ends.length + 1) + this.used + size
+  }
+
+  /** The segment's value (codec.ts segment layout), allocated at its exact size. */
+  value (): Buffer {
+    const header = segmentHeaderSize(this.ends.length)
+    const value = Buffer.allocUnsafeSlow(header + this.used)
+    writeSegmentHeader(value, this.priorities, this.ends.map(end => end + header))
+    this.chunk.copy(value, header, 0, this.used)
+    return value
+  }
+}
+
+const OPEN_SEGMENT_CHUNK = 16 * 1024
 
 /** One stored segment: messages with the sequence numbers start .. start + count - 1. */
 export class Segment {
@@ -23,8 +77,15 @@ export class Segment {
   cached: Buffer | undefined
   /** Messages not yet handed out (nor gone) since the push: the segment stays cached until none is left. */
   pending: number
+  /**
+   * Set while the segment is open (see OpenSegment): its bodies are here, not yet in `cached` nor in
+   * LevelDB, and `count` still grows by appendOpen.
+   */
+  open: OpenSegment | undefined
+  /** The write that stores the segment (for an open one: the write its later messages' pushes wait for). */
+  written: Promise<void> | undefined
 
-  constructor (readonly start: number, readonly count: number, gone?: Uint8Array) {
+  constructor (readonly start: number, public count: number, gone?: Uint8Array) {
     this.live = count
     this.pending = count
     if (gone !== undefined) {
@@ -33,6 +94,15 @@ export class Segment {
       for (let i = 0; i < count; i++) if (this.isGoneAt(i)) this.live--
       this.goneWritten = true
     }
+  }
+
+  /** Adds a message's body to an open segment; returns the body's bytes. */
+  appendOpen (body: BodyInput, size: number, priority: number): Buffer {
+    const encoded = (this.open as OpenSegment).append(body, size, priority)
+    this.count++
+    this.live++
+    this.pending++
+    return encoded
   }
 
   isGoneAt (i: number): boolean {

@@ -97,6 +97,8 @@ export class QueueState {
   countersPending = false
   /** The lease record that deliveries join until its group commit is assembled (see LeaseRecord). */
   openLeaseRecord: LeaseRecord | undefined
+  /** The segment that small pushes join until its group commit is assembled (see OpenSegment). */
+  openSegment: Segment | undefined
   deadCount = 0
   readonly dedup = new Map<string, DedupEntry>()
   waiters: Waiter[] = []
@@ -180,6 +182,10 @@ export class QueueState {
   takeCachedBody (seq: number, first: boolean): Buffer | undefined {
     const segment = this.segments.find(seq)
     if (segment === undefined) return this.takeBody(seq)
+    if (segment.open !== undefined) {
+      if (first) this.settle(segment)
+      return segment.open.body(seq - segment.start)
+    }
     const value = segment.cached
     if (value === undefined) return undefined
     if (first) this.settle(segment)

@@ -6,9 +6,10 @@ import { openQueues, text, type QueueHarness } from './queue-helpers.js'
 import { waitFor } from '../helpers.js'
 
 /**
- * The stored form of batch pushes: one segment value per push of 4 or more messages, a gone bitmap per
- * segment once some of its messages went, the segment deleted with its last message; restarts rebuild
- * exactly the messages the segments and their bitmaps say are still there.
+ * The stored form of pushes: one segment value per push of 4 or more messages, one per group commit for
+ * the small pushes in it, a gone bitmap per segment once some of its messages went, the segment deleted
+ * with its last message; restarts rebuild exactly the messages the segments and their bitmaps say are
+ * still there.
  */
 
 let h: QueueHarness
@@ -53,14 +54,66 @@ describe('queue segments: stored form', () => {
     }
   })
 
-  it('pushes of fewer than 4 messages keep a body record per message', async () => {
+  it('small pushes share the segment of their group commit; one body over 64 KiB keeps a record of its own', async () => {
     await h.queues.push('q', batch('a', 'b', 'c'))
     await h.queues.push('q', batch('d'))
-    expect(await storedKinds(h, 'q')).toEqual({ b: 4 })
+    // two group commits: two segments
+    expect(await storedKinds(h, 'q')).toEqual({ g: 2 })
+    // pushes of one tick: one segment between them, whatever their sizes and priorities
+    await Promise.all([
+      h.queues.push('q', batch('e')),
+      h.queues.push('q', [{ payload: text('f'), priority: 3 }, { payload: text('g'), delayMs: 60_000 }]),
+      h.queues.push('q', [{ payload: Buffer.alloc(70_000, 'x') }]),
+      h.queues.push('q', batch('h'))
+    ])
+    // the large body's own record splits the run: e-g and h are two segments
+    expect(await storedKinds(h, 'q')).toEqual({ g: 4, b: 1 })
     const got = await h.queues.receive('q', { max: 10 })
-    expect(payloads(got)).toEqual(['a', 'b', 'c', 'd'])
+    expect(payloads(got).map(p => p.slice(0, 3))).toEqual(['f', 'a', 'b', 'c', 'd', 'e', 'xxx', 'h'])
     await h.queues.ack('q', got.map(d => d.receipt))
-    expect(await storedKinds(h, 'q')).toEqual({})
+    // the delayed g keeps its segment, with e and f marked gone
+    expect(await storedKinds(h, 'q')).toEqual({ g: 1, a: 1 })
+    const h2 = await h.restart()
+    try {
+      expect(h2.queues.info('q').stats).toMatchObject({ ready: 0, delayed: 1, pushed: 9, acked: 8 })
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('an open segment ends where a batch push or a purge comes between its pushes; all come back in order after a restart', async () => {
+    await h.queues.put('q', { visibilityTimeoutMs: 60_000 })
+    await Promise.all([
+      h.queues.push('q', batch('a')),
+      h.queues.push('q', batch('b', 'c', 'd', 'e')),
+      h.queues.push('q', batch('f')),
+      h.queues.push('q', batch('g'))
+    ])
+    // a's open segment, the batch's segment, then f and g in a new open segment
+    expect(await storedKinds(h, 'q')).toEqual({ g: 3 })
+    const purging = h.queues.purge('q')
+    const afterPurge = h.queues.push('q', batch('h'))
+    await Promise.all([purging, afterPurge])
+    const h2 = await h.restart()
+    try {
+      const got = await h2.queues.receive('q', { max: 10 })
+      expect(payloads(got)).toEqual(['h'])
+      await h2.queues.ack('q', got.map(d => d.receipt))
+      expect(await storedKinds(h2, 'q')).toEqual({})
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('a receiver served in the same tick as the small push that wakes it gets the body from the open segment', async () => {
+    await h.queues.put('q', {})
+    const waiting = h.queues.receive('q', { max: 2, waitMs: 5_000 })
+    await waitFor(() => h.queues.info('q').stats.waiting === 1)
+    await Promise.all([h.queues.push('q', batch('now')), h.queues.push('q', batch('too'))])
+    const got = await waiting
+    expect(payloads(got)).toEqual(['now'])
+    const rest = await h.queues.receive('q', { max: 2 })
+    expect(payloads(rest)).toEqual(['too'])
   })
 
   it('a segment split by priorities, delays and nacks comes back exactly after a restart', async () => {
