@@ -5,8 +5,9 @@ import { encodeBody, segmentHeaderSize, writeSegmentHeader, type BodyInput } fro
  * of n messages costs one write op instead of n, and an ack request one op per segment it touches (the
  * segment's gone bitmap, or the segment's deletion once all its messages are gone) instead of one per
  * message. Small pushes (one to three messages) share a segment too: the one of their group commit,
- * which stays open for more bodies until the storage assembles the commit's batch (OpenSegment). A message is "gone" from its segment when it was acked, expired or purged, or when it left
- * as a dead letter (purged or moved to its deadLetter queue); dead letters themselves stay in place.
+ * which stays open for more bodies until the storage assembles the commit's batch (OpenSegment). A
+ * message is "gone" from its segment when it was acked, expired or purged, or when it left as a dead
+ * letter (purged or moved to its deadLetter queue); dead letters themselves stay in place.
  *
  * Every live segment is known in memory (loaded at start), so where a message's body is stored follows
  * from its sequence number: inside the range of a segment, or else in its own body record.
