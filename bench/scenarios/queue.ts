@@ -55,7 +55,7 @@ const pipeline: Scenario = {
   name: 'queue-pipeline',
   group: GROUP,
   async run (ctx: BenchContext): Promise<BenchRow[]> {
-    const rounds = ctx.quick ? 1 : 3
+    const rounds = ctx.quick ? 1 : 5
     const total = ctx.quick ? 100_000 : 300_000
     const params = { mode: 'pipeline', queue: 'bench', total, batch: 100, producers: 4, consumers: 4, timeoutSeconds: 120 } as const
     const samples: Record<'tetra' | 'bare', Array<QueueLoadResult & { rss?: number }>> = { tetra: [], bare: [] }
@@ -119,7 +119,7 @@ const perMessage: Scenario = {
   name: 'queue-per-message',
   group: GROUP,
   async run (ctx: BenchContext): Promise<BenchRow[]> {
-    const rounds = ctx.quick ? 1 : 3
+    const rounds = ctx.quick ? 1 : 5
     const count = ctx.quick ? 30_000 : 100_000
     // many clients, as a broker has them; the same for both targets
     const connections = 64
