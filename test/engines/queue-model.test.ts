@@ -3,9 +3,9 @@ import fc from 'fast-check'
 import { openQueues, type QueueHarness } from './queue-helpers.js'
 
 /**
- * The queue engine against a small reference model: random sequences of push, receive, ack, nack,
- * extend, clock moves and restarts must give the same deliveries (order, delivery counts), the same
- * per-receipt answers and the same counts.
+ * The queue engine against a small reference model: random sequences of push (alone, or several small
+ * pushes in one tick), receive, ack, nack, extend, clock moves and restarts must give the same deliveries
+ * (order, delivery counts), the same per-receipt answers and the same counts.
  */
 
 const VISIBILITY = 1000
@@ -14,6 +14,8 @@ const BACKOFF = { baseMs: 100, maxMs: 400 }
 
 type Cmd =
   | { kind: 'push', count: number, priority: number, delay: number }
+  /** Small pushes issued in one tick: they share a group commit and so one open segment. */
+  | { kind: 'pushTogether', pushes: Array<{ count: number, priority: number, delay: number }> }
   | { kind: 'receive', max: number }
   | { kind: 'ack', pick: number }
   | { kind: 'nack', pick: number, delay: number | undefined, dead: boolean }
@@ -127,6 +129,7 @@ class Model {
 const command: fc.Arbitrary<Cmd> = fc.oneof(
   // pushes of 4 or more messages are stored as one segment, smaller ones as a body record per message
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('push' as const), count: fc.integer({ min: 1, max: 6 }), priority: fc.integer({ min: 0, max: 2 }), delay: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 1500 })) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('pushTogether' as const), pushes: fc.array(fc.record({ count: fc.integer({ min: 1, max: 3 }), priority: fc.integer({ min: 0, max: 2 }), delay: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 1, max: 1500 })) }), { minLength: 2, maxLength: 4 }) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('receive' as const), max: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('ack' as const), pick: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('nack' as const), pick: fc.nat(), delay: fc.option(fc.integer({ min: 0, max: 800 }), { nil: undefined }), dead: fc.boolean() }) },
@@ -155,6 +158,13 @@ async function check (cmds: Cmd[]): Promise<void> {
           const ns = Array.from({ length: cmd.count }, () => nextPayload++)
           await h.queues.push('m', ns.map(n => ({ payload: Buffer.from(String(n)), priority: cmd.priority, delayMs: cmd.delay })))
           for (const n of ns) model.push(n, cmd.priority, cmd.delay)
+          break
+        }
+        case 'pushTogether': {
+          const batches = cmd.pushes.map(p => ({ ...p, ns: Array.from({ length: p.count }, () => nextPayload++) }))
+          // issued before any is awaited: sequence numbers follow the order of the calls
+          await Promise.all(batches.map(async b => await h.queues.push('m', b.ns.map(n => ({ payload: Buffer.from(String(n)), priority: b.priority, delayMs: b.delay })))))
+          for (const b of batches) for (const n of b.ns) model.push(n, b.priority, b.delay)
           break
         }
         case 'receive': {
