@@ -1535,9 +1535,16 @@ export class QueueEngine {
       })
       // this queue's segment changes go in the target's write, atomic with the moved messages
       this.flushSegments(q, removals)
-      if (messages.length > 0) await this.pushTo(target, messages, removals)
-      else if (removals.length > 0) await this.commit(q, removals)
+      // counted out of this queue as they are counted into the target (pushTo counts them before its
+      // write), so the two queues' counts never show a message in both; a failed write puts them back
       q.deadCount -= moved
+      try {
+        if (messages.length > 0) await this.pushTo(target, messages, removals)
+        else if (removals.length > 0) await this.commit(q, removals)
+      } catch (err) {
+        q.deadCount += moved
+        throw err
+      }
     }
   }
 }

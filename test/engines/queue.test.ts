@@ -248,6 +248,24 @@ describe('queue engine: leases, receipts, retries', () => {
     expect(again.headers['x-dead-letter-reason']).toMatch(/lease expired/)
   })
 
+  it('a dead letter moving to its deadLetter queue is never counted in both queues', async () => {
+    await h.queues.put('dlq')
+    await h.queues.put('jobs', { maxDeliveries: 1, deadLetter: 'dlq' })
+    await h.queues.push('jobs', [{ payload: text('a') }, { payload: text('b') }])
+    const got = await h.queues.receive('jobs', { max: 2 })
+    await h.queues.nack('jobs', got.map(d => d.receipt), { dead: true })
+    // look at the counts at every turn of the event loop until both messages arrived (bounded)
+    let looks = 0
+    for (; looks < 100_000; looks++) {
+      const dead = h.queues.info('jobs').stats.dead
+      const ready = h.queues.info('dlq').stats.ready
+      expect(dead + ready).toBeLessThanOrEqual(2)
+      if (ready === 2 && dead === 0) break
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    expect(looks).toBeLessThan(100_000)
+  })
+
   it('a dead letter still waiting to be moved at a stop is moved at the next start', async () => {
     await h.queues.put('jobs', { maxDeliveries: 1 })
     await h.queues.push('jobs', [{ payload: text('a') }])
