@@ -3,9 +3,9 @@ import mqtt from 'mqtt'
 import { spawnBroker, tempDir } from '../helpers.js'
 
 /**
- * An MQTT publisher's acknowledgement (QoS 1 PUBACK, QoS 2 PUBREC) for a topic that a queue and a stream
- * capture is a promise that both have the message: after kill -9 and a restart, every acknowledged
- * publish is in the queue and in the stream.
+ * A publisher's acknowledgement (MQTT QoS 1 PUBACK, QoS 2 PUBREC, the answer to an HTTP publish with
+ * qos 1) for a topic that a queue and a stream capture is a promise that both have the message: after
+ * kill -9 and a restart, every acknowledged publish is in the queue and in the stream.
  */
 async function put (url: string, body: unknown): Promise<void> {
   const res = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -41,7 +41,7 @@ async function streamPayloads (url: string): Promise<string[]> {
 }
 
 describe('capture crash safety', () => {
-  it('keeps every QoS 1 and QoS 2 publish the publisher had acknowledged, in the capturing queue and stream, across kill -9', async () => {
+  it('keeps every QoS 1 and QoS 2 publish (MQTT and HTTP) the publisher had acknowledged, in the capturing queue and stream, across kill -9', async () => {
     const tmp = tempDir()
     const acknowledged: string[] = []
     try {
@@ -78,7 +78,26 @@ describe('capture crash safety', () => {
           }
           await Promise.race([Promise.allSettled([...inFlight]), killedNow])
         }
-        await Promise.all([publisher(1, 'plant/line1/temp'), publisher(2, 'plant/line2/alarm')])
+        // and over HTTP: the answer to a publish with qos 1 is the acknowledgement
+        const httpPublisher = async (): Promise<void> => {
+          for (let i = 0; i < 20_000 && !killed; i++) {
+            const payload = `r${round}-http-${i}-x`
+            let status: number
+            try {
+              status = (await fetch(`${broker.url}/v1/pubsub/publish`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ topic: 'plant/line3/count', payload, encoding: 'utf8', qos: 1 })
+              })).status
+            } catch {
+              return // the broker was killed: never acknowledged
+            }
+            if (killed) return
+            expect(status).toBe(200)
+            acknowledged.push(payload)
+          }
+        }
+        await Promise.all([publisher(1, 'plant/line1/temp'), publisher(2, 'plant/line2/alarm'), httpPublisher()])
         expect(await broker.exited).toBe('SIGKILL')
         client.end(true)
         expect(acknowledged.length).toBeGreaterThanOrEqual(killAfter)

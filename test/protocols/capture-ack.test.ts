@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import mqtt from 'mqtt'
+import { startTestBroker, type TestBroker } from '../helpers.js'
+
+/**
+ * The order of a capture's write and the publisher's acknowledgement, made visible: every storage write
+ * is held back for a while, and each acknowledgement (MQTT QoS 1 PUBACK, QoS 2 handshake, the answer to
+ * an HTTP publish with qos 1) must come only after the capturing queue's and stream's writes are done.
+ * QoS 0 publishes are not held up by their capture.
+ */
+let broker: TestBroker
+/** Writes requested and not yet durable. */
+let unfinished = 0
+const HOLD_MS = 40
+
+beforeAll(async () => {
+  broker = await startTestBroker()
+  const storage = broker.engines.storage
+  const write = storage.write.bind(storage)
+  storage.write = async ops => {
+    unfinished++
+    try {
+      await write(ops)
+      await new Promise(resolve => setTimeout(resolve, HOLD_MS))
+    } finally {
+      unfinished--
+    }
+  }
+  for (const what of ['queues', 'streams']) {
+    const res = await fetch(`${broker.url}/v1/${what}/held`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ capture: ['held/#'] }) })
+    expect(res.status).toBe(201)
+  }
+  await broker.engines.streams.get('held').captureReady
+})
+
+afterAll(async () => { await broker.stop() })
+
+const count = async (): Promise<{ queued: number, streamed: number }> => ({
+  queued: broker.engines.queues.info('held').stats.ready,
+  streamed: (await (await fetch(`${broker.url}/v1/streams/held`)).json() as { count: number }).count
+})
+
+describe('capture and the publisher\'s acknowledgement', () => {
+  it('MQTT QoS 1 and QoS 2: acknowledged only once the captures are durable', async () => {
+    const client = await mqtt.connectAsync(broker.mqttUrl)
+    try {
+      for (const qos of [1, 2] as const) {
+        const before = await count()
+        await client.publishAsync(`held/mqtt/${qos}`, `q${qos}`, { qos })
+        expect(unfinished).toBe(0)
+        expect(await count()).toEqual({ queued: before.queued + 1, streamed: before.streamed + 1 })
+      }
+    } finally {
+      await client.endAsync()
+    }
+  })
+
+  it('HTTP publish with qos 1: answered only once the captures are durable; qos 0 is not held up', async () => {
+    const publish = async (qos: number): Promise<number> => (await fetch(`${broker.url}/v1/pubsub/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ topic: `held/http/${qos}`, payload: 'x', encoding: 'utf8', qos })
+    })).status
+    expect(await publish(1)).toBe(200)
+    expect(unfinished).toBe(0)
+    expect(await publish(0)).toBe(200)
+    // answered while the capture's writes are still held back
+    expect(unfinished).toBeGreaterThan(0)
+  })
+})
