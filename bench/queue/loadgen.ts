@@ -2,7 +2,9 @@
  * Queue load generator, run in its own process: `node loadgen.js '<json params>'`. Modes:
  *  - fill:     push `count` messages in batches over `connections` connections
  *  - pipeline: `producers` connections push `total` messages in batches while `consumers` connections
- *              receive (long-poll) and ack them; end-to-end rate and push->receive latency
+ *              receive (long-poll) and ack them; end-to-end rate and push->receive latency. With
+ *              `warmUp`, a first untimed pipeline on another queue warms up the server and this process
+ *              alike (the load generator's own compiling would otherwise take cores from the server)
  *  - drain:    `consumers` connections receive + ack `count` messages from a filled queue
  *  - longpoll: one consumer long-polls an empty queue, a producer pushes one message once the consumer
  *              waits; latency from the push being sent to the consumer's answer, `samples` times
@@ -14,7 +16,7 @@ import { latencySummary } from '../lib/stats.js'
 
 export type QueueLoadParams =
   | { mode: 'fill', url: string, queue: string, count: number, batch: number, connections: number }
-  | { mode: 'pipeline', url: string, queue: string, total: number, batch: number, producers: number, consumers: number, timeoutSeconds: number }
+  | { mode: 'pipeline', url: string, queue: string, total: number, batch: number, producers: number, consumers: number, timeoutSeconds: number, warmUp?: { queue: string, total: number } }
   | { mode: 'drain', url: string, queue: string, count: number, batch: number, consumers: number, timeoutSeconds: number }
   | { mode: 'longpoll', url: string, queue: string, samples: number }
 
@@ -205,7 +207,13 @@ async function main (): Promise<void> {
   let result: QueueLoadResult
   switch (p.mode) {
     case 'fill': result = await fill(p); break
-    case 'pipeline': result = await pipeline(p); break
+    case 'pipeline':
+      if (p.warmUp !== undefined) {
+        await createQueue(p.url, p.warmUp.queue)
+        await pipeline({ ...p, queue: p.warmUp.queue, total: p.warmUp.total })
+      }
+      result = await pipeline(p)
+      break
     case 'drain': result = await drain(p); break
     case 'longpoll': result = await longpoll(p); break
   }

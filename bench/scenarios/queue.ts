@@ -43,9 +43,6 @@ const fmt = (n: number): string => n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toF
  * the compiler threads here), which a short timed run would otherwise count as the broker's cost.
  */
 const WARM_QUEUE = 'warm-up'
-async function warmPipeline (url: string, quick: boolean): Promise<void> {
-  await load({ mode: 'pipeline', url, queue: WARM_QUEUE, total: quick ? 30_000 : 50_000, batch: 100, producers: 4, consumers: 4, timeoutSeconds: 120 })
-}
 async function warmRequests (url: string, path: 'messages' | 'receive', body: unknown, connections: number, count: number): Promise<void> {
   await requests({ url: `${url}/v1/queues/${WARM_QUEUE}/${path}`, body, connections, requests: count, timeoutSeconds: 60 })
 }
@@ -57,7 +54,8 @@ const pipeline: Scenario = {
   async run (ctx: BenchContext): Promise<BenchRow[]> {
     const rounds = ctx.quick ? 1 : 5
     const total = ctx.quick ? 100_000 : 300_000
-    const params = { mode: 'pipeline', queue: 'bench', total, batch: 100, producers: 4, consumers: 4, timeoutSeconds: 120 } as const
+    // the warm-up runs in the load generator's process too, so that it is warm as well
+    const params = { mode: 'pipeline', queue: 'bench', total, batch: 100, producers: 4, consumers: 4, timeoutSeconds: 120, warmUp: { queue: WARM_QUEUE, total: ctx.quick ? 30_000 : 50_000 } } as const
     const samples: Record<'tetra' | 'bare', Array<QueueLoadResult & { rss?: number }>> = { tetra: [], bare: [] }
     const ratios: number[] = []
     for (let r = 0; r < rounds; r++) {
@@ -65,14 +63,12 @@ const pipeline: Scenario = {
       // same routes, so its rate is the most the HTTP exchanges allow here with this load generator
       const bare = await bareQueue()
       try {
-        await warmPipeline(bare.url, ctx.quick)
         samples.bare.push(await load({ ...params, url: bare.url }))
       } finally {
         await bare.stop()
       }
       const broker = await tetra()
       try {
-        await warmPipeline(broker.url, ctx.quick)
         const res = await load({ ...params, url: broker.url })
         samples.tetra.push({ ...res, rss: peakRssMb(broker.pid) })
         ratios.push(res.rate / samples.bare[r].rate)
