@@ -11,7 +11,7 @@ import { startTestBroker, type TestBroker } from '../helpers.js'
 let broker: TestBroker
 /** Writes requested and not yet durable. */
 let unfinished = 0
-const HOLD_MS = 40
+const HOLD_MS = 200
 
 beforeAll(async () => {
   broker = await startTestBroker()
