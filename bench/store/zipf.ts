@@ -10,7 +10,7 @@ export class ScrambledZipf {
   private readonly eta: number
   private readonly half: number
 
-  constructor (private readonly items: number, private readonly theta = 0.99, private readonly random: () => number = Math.random) {
+  constructor (private readonly items: number, theta = 0.99, private readonly random: () => number = Math.random) {
     let zetan = 0
     for (let i = 1; i <= items; i++) zetan += 1 / Math.pow(i, theta)
     const zeta2 = 1 + 1 / Math.pow(2, theta)

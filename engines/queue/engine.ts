@@ -735,7 +735,6 @@ export class QueueEngine {
     }
     const now = this.clock.now()
     this.processDue(q, now)
-    const ops: WriteOp[] = []
     const { results, failed } = this.onCurrentLeases(q, receipts, parsed, lease => {
       // nothing to write: a lease's end time does not survive a restart (the message is ready again then)
       lease.until = now + visibilityMs

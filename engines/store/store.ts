@@ -134,7 +134,6 @@ const SWEEP_REPEAT_SHARE = 0.1
 export class Store {
   private readonly clock: Clock
   private readonly maxMemory: number
-  private readonly eviction: EvictionPolicy
   readonly maxValueBytes: number
   private readonly lruEnabled: boolean
   /** The result space of lookupMany. */
@@ -174,7 +173,6 @@ export class Store {
   constructor (options: StoreOptions) {
     this.clock = options.clock
     this.maxMemory = options.maxMemory
-    this.eviction = options.eviction
     this.maxValueBytes = options.maxValueBytes
     this.lruEnabled = options.maxMemory > 0 && options.eviction === 'lru'
     this.sweepIntervalMs = options.sweepIntervalMs ?? 100

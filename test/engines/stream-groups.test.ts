@@ -1,8 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { ManualClock } from '../../engines/clock.js'
-import { createEngines, type Engines } from '../../engines/index.js'
+import { describe, expect, it } from 'vitest'
 import { Conflict, InvalidArgument, NotFound } from '../../engines/errors.js'
-import { engineOpener, tempDir, waitFor } from '../helpers.js'
+import { engineOpener, waitFor } from '../helpers.js'
 
 const open = engineOpener()
 

@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { ManualClock } from '../../engines/clock.js'
 import { ChunkIndex } from '../../engines/stream/chunk-index.js'
 import { engineOpener, streamEngineOpener, tempDir } from '../helpers.js'
 

@@ -1,9 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
-import { createEngines, type Engines } from '../../engines/index.js'
 import { Conflict, InvalidArgument, NotFound, TooLarge } from '../../engines/errors.js'
-import { engineOpener, tempDir, waitFor } from '../helpers.js'
+import { engineOpener, waitFor } from '../helpers.js'
 
 const open = engineOpener()
 
