@@ -61,9 +61,10 @@ export interface StoreEvent {
   type: ChangeKind
   key: string
   revision: number
-  /** set only: the new value (do not modify), its content type and expiry. */
+  /** set only: the new value (do not modify) and its content type. */
   value?: Uint8Array
   contentType?: string
+  /** set and ttl: the key's expiry (epoch ms), null without TTL. */
   expiresAt?: number | null
   /** set events replayed from the backlog whose value has been replaced since: no value. */
   superseded?: boolean
@@ -406,12 +407,19 @@ export class Store {
     return { value: next, revision }
   }
 
-  /** Sets (ttlMs) or removes (null) the TTL of an existing key; the revision does not change. */
+  /**
+   * Sets (ttlMs) or removes (null) the TTL of an existing key and emits a ttl event; the key's revision
+   * does not change (the event takes the next event id, as a delete does).
+   */
   setTtl (key: string, ttlMs: number | null): KeyInfo {
     const slot = this.live(key)
     if (slot < 0) throw new NotFound(`key "${key}" not found`)
-    if (ttlMs === null) this.clearExpiry(slot)
-    else this.setExpiry(slot, this.expiryFor(ttlMs))
+    const expiresAt = ttlMs === null ? 0 : this.expiryFor(ttlMs)
+    if (expiresAt === 0) this.clearExpiry(slot)
+    else this.setExpiry(slot, expiresAt)
+    const revision = this.log.latest + 1
+    this.log.append(KIND_CODE.ttl, key, expiresAt)
+    if (this.listeners.size > 0) this.emit({ type: 'ttl', key, revision, expiresAt: expiresAt === 0 ? null : expiresAt })
     return this.infoOf(slot, key)
   }
 
@@ -507,7 +515,7 @@ export class Store {
           event.expiresAt = exp === 0 ? null : exp
           if (withValues) event.value = this.readValue(slot)
         }
-      }
+      } else if (change.kind === 'ttl') event.expiresAt = change.expiresAt === 0 ? null : change.expiresAt
       visit(event)
     }
     return true

@@ -375,6 +375,28 @@ describe('store: change feed', () => {
     for (let i = 1; i < events.length; i++) expect(events[i].revision).toBe(events[i - 1].revision + 1)
     expect(Buffer.from(events[0].value!).toString()).toBe('a')
   })
+  it('a TTL set or removed is a ttl event with the expiry, live and replayed, the key\'s revision unchanged', () => {
+    const { store, clock } = makeStore()
+    const events: StoreEvent[] = []
+    store.watch(e => { events.push(e) })
+    const { revision } = store.set('k', b('v'))
+    store.setTtl('k', 5000)
+    const setAt = clock.now()
+    clock.advance(1000)
+    store.setTtl('k', null)
+    store.setTtl('k', 2000)
+    expect(events.map(e => [e.type, e.expiresAt])).toEqual([['set', null], ['ttl', setAt + 5000], ['ttl', null], ['ttl', setAt + 3000]])
+    for (let i = 1; i < events.length; i++) expect(events[i].revision).toBe(events[i - 1].revision + 1)
+    expect(store.info('k').revision).toBe(revision)
+    // a replay tells each change as it was, not the key's TTL now
+    const replayed: StoreEvent[] = []
+    expect(store.replay(revision, e => { replayed.push(e) })).toBe(true)
+    expect(replayed.map(e => [e.type, e.revision, e.expiresAt])).toEqual(events.slice(1).map(e => [e.type, e.revision, e.expiresAt]))
+    // the key then expires: an expire event follows
+    clock.advance(2500)
+    expect(store.get('k')).toBeUndefined()
+    expect(events.at(-1)).toMatchObject({ type: 'expire', key: 'k' })
+  })
 })
 
 describe('store: JSON-field indexes', () => {

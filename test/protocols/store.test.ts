@@ -326,6 +326,35 @@ describe('store over HTTP: watch', () => {
     await expectProblem(await fetch(`${broker.url}/v1/store/watch?lastEventId=abc`), 400)
   })
 
+  it('tells of a TTL set or removed with a ttl event, live and on resume', async () => {
+    await fetch(keyUrl('t/a'), { method: 'PUT', body: 'a' })
+    const sse = openSse(`${broker.url}/v1/store/watch?prefix=t/`)
+    await sse.opened
+    await waitFor(() => sse.comments.includes('connected'))
+    const setTtl = async (ttl: number | null): Promise<void> => {
+      const res = await fetch(keyUrl('t/a') + '/ttl', { method: 'POST', body: JSON.stringify({ ttl }), headers: { 'content-type': 'application/json' } })
+      expect(res.status).toBe(200)
+    }
+    await setTtl(600)
+    await setTtl(null)
+    await waitFor(() => sse.events.length >= 2)
+    const live = sse.events.map(e => ({ id: e.id, event: e.event, data: JSON.parse(e.data) as { type: string, key: string, ttl: number | null, revision: number } }))
+    expect(live.map(e => e.event)).toEqual(['ttl', 'ttl'])
+    expect(live[0].data.key).toBe('t/a')
+    expect(live[0].data.ttl).toBeGreaterThan(590)
+    expect(live[0].data.ttl).toBeLessThanOrEqual(600)
+    expect(live[1].data.ttl).toBeNull()
+    for (const e of live) expect(e.id).toBe(String(e.data.revision))
+    sse.close()
+
+    const resumed = openSse(`${broker.url}/v1/store/watch?prefix=t/`, { 'last-event-id': String(live[0].data.revision - 1) })
+    await waitFor(() => resumed.events.length >= 2)
+    expect(resumed.events.map(e => [e.event, e.id])).toEqual(live.map(e => [e.event, e.id]))
+    expect((JSON.parse(resumed.events[0].data) as { ttl: number }).ttl).toBeGreaterThan(590)
+    expect((JSON.parse(resumed.events[1].data) as { ttl: number | null }).ttl).toBeNull()
+    resumed.close()
+  })
+
   it('sends a reset when the events asked for fell off the backlog', async () => {
     const first = await fetch(keyUrl('r/0', small), { method: 'PUT', body: 'v' })
     const oldId = first.headers.get('etag')!.replace(/"/g, '')

@@ -420,7 +420,7 @@ function eventJson (e: StoreEvent, withValues: boolean, now: number): string {
         Object.assign(out, valueJson(bytes))
       }
     }
-  }
+  } else if (e.type === 'ttl') out.ttl = secondsLeft(e.expiresAt ?? null, now)
   return JSON.stringify(out)
 }
 
@@ -431,7 +431,7 @@ function registerWatchRoute (app: FastifyInstance, ctx: HttpContext): void {
     schema: {
       tags: ['store'],
       summary: 'Watch changes under a prefix over Server-Sent Events, resumable with Last-Event-ID',
-      description: 'Events set, delete, expire, evict with data {type, key, revision, contentType?, ttl?, value?, encoding?}; the value of a set only with values=true. id: is the revision. Reconnecting with Last-Event-ID (or ?lastEventId=) replays what was missed from the backlog; a replayed set whose value has since changed says superseded: true. When the missed events are no longer held, a reset event says to re-read the keys; the feed goes on from there.',
+      description: 'Events set, delete, expire, evict and ttl (a TTL set or removed) with data {type, key, revision, contentType?, ttl?, value?, encoding?}; the value of a set only with values=true. id: is the revision. Reconnecting with Last-Event-ID (or ?lastEventId=) replays what was missed from the backlog; a replayed set whose value has since changed says superseded: true. When the missed events are no longer held, a reset event says to re-read the keys; the feed goes on from there.',
       querystring: {
         type: 'object',
         additionalProperties: false,
