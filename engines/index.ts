@@ -55,7 +55,7 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
   try {
     const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
     opened.push(async () => { await storage.close() })
-    const pubsub = await PubSub.create()
+    const pubsub = await PubSub.create(storage)
     opened.push(async () => { await pubsub.close() })
     const streams = await StreamEngine.open(storage, pubsub, clock, {
       ...(options.streamAutocreate !== undefined ? { autocreate: options.streamAutocreate } : {}),

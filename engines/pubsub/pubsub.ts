@@ -3,6 +3,8 @@ import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import { topicMatches, validateFilter, validatePublishTopic } from './topics.js'
 import { InvalidArgument, Unavailable } from '../errors.js'
+import type { Storage } from '../storage/storage.js'
+import { DurableMqttPersistence } from './persistence.js'
 
 export type QoS = 0 | 1 | 2
 
@@ -29,7 +31,6 @@ export interface SubscribeOptions {
   durable?: boolean
 }
 
-interface DurableSubscription { filters: string[], handler: BusHandler }
 
 /** Which front-end a publish came through; used for per-protocol counters. */
 export type Origin = 'mqtt' | 'http' | 'internal'
@@ -47,6 +48,7 @@ export interface PubSubStats {
 interface AedesWithPersistence { persistence: { createRetainedStreamCombi (patterns: string[]): AsyncIterable<AedesPublishPacket> } }
 
 type DeliverFn = (packet: AedesPublishPacket, cb: () => void) => void
+type PublishFn = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
 type AuthorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => void
 
 /**
@@ -56,23 +58,46 @@ type AuthorizePublish = (client: Client | null, packet: PublishPacket, callback:
 export class PubSub {
   readonly stats: PubSubStats = { published: { mqtt: 0, http: 0, internal: 0 }, deliveredMqtt: 0, deliveredInternal: 0 }
   private subscriptions = 0
-  private readonly durable = new Set<DurableSubscription>()
   /**
-   * QoS 1 MQTT publishes that durable subscribers already have (see storeBeforePuback), with those
-   * subscribers: aedes' routing of the publish skips them. Keyed by the payload Buffer, the one object
-   * aedes carries over from the received packet to the packet it routes.
+   * QoS 1 MQTT publishes already routed before their PUBACK (see routeBeforePuback): aedes' own call to
+   * publish them after the PUBACK is skipped.
    */
-  private readonly storedEarly = new WeakMap<Buffer, Set<DurableSubscription>>()
+  private readonly routedEarly = new WeakSet<object>()
+  private readonly publishNow: PublishFn
 
-  private constructor (readonly broker: Aedes) {}
+  private constructor (readonly broker: Aedes) {
+    // aedes' publish, and in its place one that skips what routeBeforePuback routed already
+    // (aedes takes an optional client before the callback; its typings leave it out)
+    const aedesPublish = broker.publish.bind(broker) as unknown as PublishFn
+    this.publishNow = aedesPublish
+    const routedEarly = this.routedEarly
+    broker.publish = function publish (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void): void {
+      if (routedEarly.has(packet)) {
+        routedEarly.delete(packet)
+        const callback = typeof client === 'function' ? client : done
+        callback?.()
+        return
+      }
+      if (typeof client === 'function') aedesPublish(packet, null, client)
+      else aedesPublish(packet, client, done ?? (() => {}))
+    } as unknown as Aedes['publish']
+  }
 
-  static async create (): Promise<PubSub> {
+  /**
+   * The bus. With `storage`, what aedes keeps (retained messages, persistent sessions and the messages
+   * queued for them, QoS 2 in flight, wills) is durable there (see persistence.ts); without it, in memory
+   * (engine tests that need no restart).
+   */
+  static async create (storage?: Storage): Promise<PubSub> {
     let self: PubSub | undefined
     const authorizePublish: AuthorizePublish = (client, packet, callback) => {
-      if (self === undefined || client === null || packet.qos !== 1) callback(null)
-      else self.storeBeforePuback(packet, callback)
+      // as aedes' default hook, which this one replaces: clients do not publish broker statistics
+      if (client !== null && packet.topic.startsWith('$SYS/')) callback(new Error('$SYS/ topics are reserved to the broker'))
+      else if (self === undefined || client === null || packet.qos !== 1) callback(null)
+      else self.routeBeforePuback(client, packet, callback)
     }
     const broker = await Aedes.createBroker({
+      ...(storage !== undefined ? { persistence: await DurableMqttPersistence.open(storage) } : {}),
       // counted here because aedes calls it once per MQTT client a message goes to
       authorizeForward: (_client: Client, packet: AedesPublishPacket) => {
         if (self !== undefined) self.stats.deliveredMqtt++
@@ -115,35 +140,32 @@ export class PubSub {
         qos,
         retain: message.retain ?? false,
         dup: false
-      }, (err?: Error) => { err != null ? reject(new InvalidArgument(err.message)) : resolve() })
+      }, (err?: Error) => {
+        // a storage failure (retained, offline queues) is the broker's; anything else, the message's
+        if (err == null) resolve()
+        else reject(err instanceof Unavailable ? err : new InvalidArgument(err.message))
+      })
     })
     this.countPublished(origin, message.topic)
   }
 
   /**
-   * aedes writes a QoS 1 PUBACK before it routes the publish, so durable subscribers get a QoS 1 MQTT
-   * publish here, from the authorizePublish hook that runs before the PUBACK, and the hook lets aedes
-   * go on once they have it durable. (QoS 2 needs no such step: its PUBREC follows the routing, which
-   * waits for durable subscribers, see subscribe.)
+   * aedes writes a QoS 1 PUBACK before it routes the publish (a QoS 2 PUBREC after). So that the
+   * PUBACK, too, means the message is kept (stored as retained, queued for persistent sessions, in the
+   * queues and streams that capture it), a QoS 1 MQTT publish is routed here, from the authorizePublish
+   * hook that runs before the PUBACK, and the hook lets aedes go on once the routing is done. A routing
+   * that fails (storage unavailable) fails the hook: no PUBACK, aedes closes the connection and the
+   * client sends the message again when it reconnects.
    */
-  private storeBeforePuback (packet: PublishPacket, callback: (error?: Error | null) => void): void {
-    let waits: Array<Promise<void>> | undefined
-    let handled: Set<DurableSubscription> | undefined
-    for (const sub of this.durable) {
-      if (!sub.filters.some(f => topicMatches(f, packet.topic))) continue
-      if (handled === undefined) {
-        // a fresh object for an empty payload: the parser's empty Buffer may be shared between packets
-        if (packet.payload.length === 0) packet.payload = Buffer.alloc(0)
-        handled = new Set()
-        this.storedEarly.set(packet.payload as Buffer, handled)
+  private routeBeforePuback (client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {
+    this.publishNow(packet, client, err => {
+      if (err != null) {
+        callback(err)
+        return
       }
-      handled.add(sub)
-      this.stats.deliveredInternal++
-      const stored = sub.handler({ topic: packet.topic, payload: packet.payload as Buffer, qos: 1, retain: packet.retain })
-      if (stored !== undefined) (waits ??= []).push(stored)
-    }
-    if (waits === undefined) callback(null)
-    else void Promise.all(waits).then(() => { callback(null) })
+      this.routedEarly.add(packet)
+      callback(null)
+    })
   }
 
   /**
@@ -154,13 +176,11 @@ export class PubSub {
     for (const f of filters) validateFilter(f)
     const unique = [...new Set(filters)]
     const durable = options.durable === true
-    const subscription: DurableSubscription = { filters: unique, handler }
     // one delivery per message even when several filters match it (as an MQTT client gets)
     const seen = new WeakSet<AedesPublishPacket>()
     const deliver = (blockDollar: boolean): DeliverFn => (packet, cb) => {
       if ((blockDollar && packet.topic.charCodeAt(0) === 36) || seen.has(packet)) { cb(); return }
       seen.add(packet)
-      if (durable && packet.qos === 1 && this.storedEarly.get(packet.payload as Buffer)?.has(subscription) === true) { cb(); return }
       this.stats.deliveredInternal++
       let stored: void | Promise<void>
       try {
@@ -169,7 +189,7 @@ export class PubSub {
         cb()
         throw err
       }
-      // QoS 1 and 2: the routing (and so a QoS 2 PUBREC, an HTTP publish's answer) waits for durability
+      // QoS 1 and 2: the routing (and so the PUBACK or PUBREC, an HTTP publish's answer) waits for durability
       if (durable && packet.qos > 0 && stored !== undefined) void stored.then(cb)
       else cb()
     }
@@ -178,12 +198,10 @@ export class PubSub {
       await new Promise<void>(resolve => { this.broker.subscribe(filter, fn, resolve) })
       this.subscriptions++
     }
-    if (durable) this.durable.add(subscription)
     let removed = false
     return async () => {
       if (removed) return
       removed = true
-      this.durable.delete(subscription)
       for (const [filter, fn] of registered) {
         await new Promise<void>(resolve => { this.broker.unsubscribe(filter, fn, resolve) })
         this.subscriptions--

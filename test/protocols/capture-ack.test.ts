@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
-import { startTestBroker, type TestBroker } from '../helpers.js'
+import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
 
 /**
  * The order of a capture's write and the publisher's acknowledgement, made visible: every storage write
  * is held back for a while, and each acknowledgement (MQTT QoS 1 PUBACK, QoS 2 handshake, the answer to
- * an HTTP publish with qos 1) must come only after the capturing queue's and stream's writes are done.
- * QoS 0 publishes are not held up by their capture.
+ * an HTTP publish with qos 1) must come only after the capturing queue's and stream's writes are done,
+ * and after a retained message or a message queued for a persistent session is stored. QoS 0 publishes
+ * are not held up by their capture.
  */
 let broker: TestBroker
 /** Writes requested and not yet durable. */
@@ -53,6 +54,27 @@ describe('capture and the publisher\'s acknowledgement', () => {
     } finally {
       await client.endAsync()
     }
+  })
+
+  it('MQTT QoS 1 and 2: a retained message and a message queued for an offline persistent session are durable before the acknowledgement', async () => {
+    const device = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'held-device', clean: false })
+    await device.subscribeAsync('kept/#', { qos: 1 })
+    await device.endAsync()
+    const client = await mqtt.connectAsync(broker.mqttUrl)
+    try {
+      for (const qos of [1, 2] as const) {
+        await client.publishAsync(`kept/state/${qos}`, `on${qos}`, { qos, retain: true })
+        expect(unfinished).toBe(0)
+      }
+    } finally {
+      await client.endAsync()
+    }
+    const back = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'held-device', clean: false })
+    const got: string[] = []
+    back.on('message', (_topic, payload) => { got.push(payload.toString()) })
+    await waitFor(() => got.length >= 2, 5000, 'the queued messages')
+    expect(got.sort()).toEqual(['on1', 'on2'])
+    await back.endAsync()
   })
 
   it('HTTP publish with qos 1: answered only once the captures are durable; qos 0 is not held up', async () => {
