@@ -223,6 +223,14 @@ export class DurableMqttPersistence {
     return this.trie.match(topic)
   }
 
+  /** Whether a QoS 1/2 publish to `topic` would be queued for some persistent session. */
+  hasQueuingSubscribers (topic: string): boolean {
+    // as aedes does when it queues: a $SYS/ topic is not queued for filters that start with a wildcard
+    const matches = this.trie.match(topic)
+    if (!topic.startsWith('$SYS/')) return matches.length > 0
+    return matches.some(sub => sub.topic[0] !== '+' && sub.topic[0] !== '#')
+  }
+
   async cleanSubscriptions (client: ClientRef): Promise<void> {
     const stored = this.subscriptions.get(client.id)
     if (stored === undefined) return

@@ -133,6 +133,19 @@ describe('MQTT persistence: durable', () => {
     expect(await all(third.streamWill({}))).toEqual([])
   })
 
+  it('tells whether a publish would be queued for a persistent session ($SYS/ topics not for wildcard filters)', async () => {
+    const p = await DurableMqttPersistence.open((await openStorage()).storage)
+    await p.setup({ id: 'b1' })
+    await p.addSubscriptions({ id: 'a', clean: false }, [{ topic: 'plant/+/temp', qos: 1 }, { topic: '#', qos: 0 }])
+    expect(p.hasQueuingSubscribers('plant/1/temp')).toBe(true)
+    expect(p.hasQueuingSubscribers('plant/1/hum')).toBe(false) // '#' is QoS 0: nothing is queued for it
+    await p.addSubscriptions({ id: 'b', clean: false }, [{ topic: '#', qos: 1 }])
+    expect(p.hasQueuingSubscribers('plant/1/hum')).toBe(true)
+    expect(p.hasQueuingSubscribers('$SYS/broker/uptime')).toBe(false)
+    await p.addSubscriptions({ id: 'c', clean: false }, [{ topic: '$SYS/broker/#', qos: 1 }])
+    expect(p.hasQueuingSubscribers('$SYS/broker/uptime')).toBe(true)
+  })
+
   it('keeps two QoS 2 messages apart once both are at PUBREL', async () => {
     const p = await DurableMqttPersistence.open((await openStorage()).storage)
     await p.setup({ id: 'b1' })

@@ -108,6 +108,25 @@ describe('MQTT over TCP and WebSocket', () => {
     await waitFor(() => got.length === 1)
     expect(got[0]).toMatchObject({ topic: 'offline/a', payload: 'while away' })
   })
+
+  it('refuses a client\'s publish to $SYS/: no PUBACK, the connection is closed, nobody gets it', async () => {
+    const watcher = await connect('tcp')
+    const got = collect(watcher)
+    await watcher.subscribeAsync('$SYS/fake/#')
+    const pub = await connect('tcp')
+    const closed = new Promise<void>((resolve, reject) => {
+      pub.once('close', () => { resolve() })
+      setTimeout(() => { reject(new Error('the connection stayed open')) }, 5000)
+    })
+    pub.on('error', () => {})
+    let acked = false
+    pub.publish('$SYS/fake/uptime', '1', { qos: 1 }, err => { if (err == null) acked = true })
+    await closed
+    // a publish that did reach subscribers would be there by the time a round trip to the broker ends
+    await watcher.subscribeAsync('sync/x')
+    expect(acked).toBe(false)
+    expect(got).toEqual([])
+  })
 })
 
 describe('HTTP publish', () => {
