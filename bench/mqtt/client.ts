@@ -82,8 +82,8 @@ export class RawClient {
 
   get isClosed (): boolean { return this.closed }
 
-  /** Opens the connection and completes CONNECT/CONNACK. */
-  static async connect (endpoint: Endpoint, clientId: string): Promise<RawClient> {
+  /** Opens the connection and completes CONNECT/CONNACK; `clean: false` asks for a persistent session. */
+  static async connect (endpoint: Endpoint, clientId: string, clean = true): Promise<RawClient> {
     let stream: Duplex
     if (endpoint.kind === 'tcp') {
       const socket = net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true })
@@ -95,7 +95,7 @@ export class RawClient {
       stream = createWebSocketStream(ws)
     }
     const client = new RawClient(stream)
-    const connack = await client.exchange('connack', mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 0 }))
+    const connack = await client.exchange('connack', mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 0 }))
     if (connack.cmd !== 'connack' || (connack.returnCode ?? 0) !== 0) throw new Error(`${clientId}: connection refused`)
     return client
   }

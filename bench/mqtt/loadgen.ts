@@ -20,7 +20,7 @@ interface Common {
 export type LoadParams = Common & (
   | { mode: 'fanin', publishers: number, messagesPerPublisher: number }
   | { mode: 'fanout', subscribers: number, messages: number }
-  | { mode: 'qos', qos: 1 | 2, messages: number, window: number }
+  | { mode: 'qos', qos: 1 | 2, messages: number, window: number, session?: boolean }
   | { mode: 'latency', ratePerSecond: number, durationMs: number, warmupMs: number }
 )
 
@@ -125,9 +125,10 @@ async function fanOut (p: Common & { subscribers: number, messages: number }): P
  * QoS 1/2 publisher keeping `window` messages in flight, and a subscriber at the same QoS that acknowledges
  * everything. Each payload carries a sequence number so the subscriber can tell loss from duplicates.
  */
-async function qosFlow (p: Common & { qos: 1 | 2, messages: number, window: number }): Promise<LoadResult> {
+async function qosFlow (p: Common & { qos: 1 | 2, messages: number, window: number, session?: boolean }): Promise<LoadResult> {
   const topic = `${PREFIX}/qos`
-  const subscriber = await RawClient.connect(p.endpoint, `${PREFIX}-sub`)
+  // session: the subscriber has a persistent session, so the broker keeps every message for it until acked
+  const subscriber = await RawClient.connect(p.endpoint, `${PREFIX}-sub`, p.session !== true)
   await subscriber.subscribe(topic, p.qos)
   const publisher = await RawClient.connect(p.endpoint, `${PREFIX}-pub`)
   const seen = new Uint8Array(p.messages)

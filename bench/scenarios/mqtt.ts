@@ -241,12 +241,12 @@ function fanOutScenario (subscribers: number): Scenario {
   }
 }
 
-function qosScenario (qos: 1 | 2): Scenario {
+function qosScenario (qos: 1 | 2, session = false): Scenario {
   return {
-    name: `mqtt-qos${qos}`,
+    name: `mqtt-qos${qos}${session ? '-session' : ''}`,
     group: GROUP,
     run: async ctx => compare(ctx, {
-      scenario: `qos${qos} 1->1, window 1000`,
+      scenario: `qos${qos} 1->1, window 1000${session ? ', subscriber with a persistent session' : ''}`,
       unit: 'msg/s',
       transport: 'tcp',
       rounds: roundsFor(ctx),
@@ -255,6 +255,7 @@ function qosScenario (qos: 1 | 2): Scenario {
         mode: 'qos',
         endpoint: endpointOf(t, 'tcp'),
         qos,
+        session,
         messages: ctx.quick ? 20_000 : 50_000,
         window: 1000,
         payloadBytes: PAYLOAD_BYTES,
@@ -353,6 +354,7 @@ export const mqttScenarios: Scenario[] = [
   fanOutScenario(100),
   fanOutScenario(1000),
   qosScenario(1),
+  qosScenario(1, true),
   qosScenario(2),
   latencyScenario,
   fanInScenario('mqtt-ws-fanin', 'ws'),

@@ -10,7 +10,7 @@ import type { Partition, Storage, WriteOp } from '../storage/storage.js'
  * memory persistence holds it (reads never touch the disk); every change is written through, and the
  * promise aedes waits on resolves once the write is durable under the fsync policy. aedes waits on
  * these before it acknowledges: a publish is routed (retained stored, queued for offline sessions)
- * before its PUBREC, and PubSub routes QoS 1 publishes before their PUBACK.
+ * before its PUBREC, and PubSub routes a QoS 1 publish that is kept somewhere before its PUBACK.
  *
  * Clean sessions keep nothing after they end, so their subscriptions and their QoS 2 in-flight state
  * stay in memory only. Checked by aedes-persistence's own abstract suite (test/engines/mqtt-persistence).
@@ -288,7 +288,10 @@ export class DurableMqttPersistence {
       if (hasOrigin && queued.brokerId === packet.brokerId) {
         if (queued.brokerCounter === packet.brokerCounter) {
           queued.messageId = packet.messageId
-          await this.write([this.partition.put(clientKey(OUTGOING, client.id, seqBytes(entry.seq)), encodePacket(queued))])
+          // A QoS 1 message sent again after a restart may take a new message id (the old one died with
+          // the connection; MQTT allows the duplicate), so only a QoS 2 message's id is written: its
+          // receiver may hold that id awaiting PUBREL, and a new id would deliver the message twice.
+          if (queued.qos === 2) await this.write([this.partition.put(clientKey(OUTGOING, client.id, seqBytes(entry.seq)), encodePacket(queued))])
           return
         }
         // message ids wrap at 65535: a different counter with the same id is another packet, go on

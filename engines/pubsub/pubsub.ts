@@ -31,7 +31,6 @@ export interface SubscribeOptions {
   durable?: boolean
 }
 
-
 /** Which front-end a publish came through; used for per-protocol counters. */
 export type Origin = 'mqtt' | 'http' | 'internal'
 
@@ -86,7 +85,7 @@ export class PubSub {
   }
 
   /**
-   * The bus. With `storage`, what aedes keeps (retained messages, persistent sessions and the messages
+   * Starts the bus. With `storage`, what aedes keeps (retained messages, persistent sessions and the messages
    * queued for them, QoS 2 in flight, wills) is durable there (see persistence.ts); without it, in memory
    * (engine tests that need no restart).
    */
