@@ -65,6 +65,16 @@ function splitClientKey (key: Buffer): { clientId: string, rest: Buffer } {
   return { clientId: key.toString('utf8', 3, 3 + length), rest: key.subarray(3 + length) }
 }
 
+/** The value of `key` in `map`, made and set when there is none yet. */
+function getOrCreate<K, V> (map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key)
+  if (value === undefined) {
+    value = create()
+    map.set(key, value)
+  }
+  return value
+}
+
 function seqBytes (seq: number): Buffer {
   const b = Buffer.allocUnsafe(8)
   b.writeBigUInt64BE(BigInt(seq))
@@ -172,11 +182,7 @@ export class DurableMqttPersistence {
   // ---- subscriptions of persistent sessions ----------------------------------------------------
 
   async addSubscriptions (client: ClientRef, subs: SubscriptionIn[]): Promise<void> {
-    let stored = this.subscriptions.get(client.id)
-    if (stored === undefined) {
-      stored = new Map()
-      this.subscriptions.set(client.id, stored)
-    }
+    const stored = getOrCreate(this.subscriptions, client.id, () => new Map<string, SubscriptionRecord>())
     const ops: WriteOp[] = []
     for (const sub of subs) {
       const record: SubscriptionRecord = { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl }
@@ -264,12 +270,7 @@ export class DurableMqttPersistence {
   private enqueue (clientId: string, packet: MqttPacket, encoded?: Buffer): WriteOp {
     const copy = queuedCopy(packet)
     const seq = this.nextSeq++
-    let queue = this.outgoing.get(clientId)
-    if (queue === undefined) {
-      queue = []
-      this.outgoing.set(clientId, queue)
-    }
-    queue.push({ seq, packet: copy })
+    getOrCreate(this.outgoing, clientId, () => []).push({ seq, packet: copy })
     return this.partition.put(clientKey(OUTGOING, clientId, seqBytes(seq)), encoded ?? encodePacket(copy))
   }
 
@@ -325,12 +326,7 @@ export class DurableMqttPersistence {
 
   async incomingStorePacket (client: ClientRef, packet: MqttPacket): Promise<void> {
     const copy: MqttPacket = { ...queuedCopy(packet), messageId: packet.messageId }
-    let stored = this.incoming.get(client.id)
-    if (stored === undefined) {
-      stored = new Map()
-      this.incoming.set(client.id, stored)
-    }
-    stored.set(packet.messageId ?? 0, copy)
+    getOrCreate(this.incoming, client.id, () => new Map<number, MqttPacket>()).set(packet.messageId ?? 0, copy)
     if (client.clean !== true) await this.write([this.partition.put(clientKey(INCOMING, client.id, messageIdBytes(packet.messageId ?? 0)), encodePacket(copy))])
   }
 
@@ -407,35 +403,21 @@ export class DurableMqttPersistence {
         }
         case SUBSCRIPTION: {
           const { clientId, rest } = splitClientKey(key)
-          let stored = this.subscriptions.get(clientId)
-          if (stored === undefined) {
-            stored = new Map()
-            this.subscriptions.set(clientId, stored)
-          }
+          const stored = getOrCreate(this.subscriptions, clientId, () => new Map<string, SubscriptionRecord>())
           this.applySubscription(clientId, stored, rest.toString('utf8'), JSON.parse(value.toString('utf8')) as SubscriptionRecord)
           break
         }
         case OUTGOING: {
           const { clientId, rest } = splitClientKey(key)
           const seq = Number(rest.readBigUInt64BE(0))
-          let queue = this.outgoing.get(clientId)
-          if (queue === undefined) {
-            queue = []
-            this.outgoing.set(clientId, queue)
-          }
           // keys sort by client, then seq: each queue comes back in its order
-          queue.push({ seq, packet: decodePacket(value) })
+          getOrCreate(this.outgoing, clientId, () => []).push({ seq, packet: decodePacket(value) })
           if (seq >= this.nextSeq) this.nextSeq = seq + 1
           break
         }
         case INCOMING: {
           const { clientId, rest } = splitClientKey(key)
-          let stored = this.incoming.get(clientId)
-          if (stored === undefined) {
-            stored = new Map()
-            this.incoming.set(clientId, stored)
-          }
-          stored.set(rest.readUInt16BE(0), decodePacket(value))
+          getOrCreate(this.incoming, clientId, () => new Map<number, MqttPacket>()).set(rest.readUInt16BE(0), decodePacket(value))
           break
         }
         case WILL: {
