@@ -417,9 +417,7 @@ export class Store {
     const expiresAt = ttlMs === null ? 0 : this.expiryFor(ttlMs)
     if (expiresAt === 0) this.clearExpiry(slot)
     else this.setExpiry(slot, expiresAt)
-    const revision = this.log.latest + 1
-    this.log.append(KIND_CODE.ttl, key, expiresAt)
-    if (this.listeners.size > 0) this.emit({ type: 'ttl', key, revision, expiresAt: expiresAt === 0 ? null : expiresAt })
+    this.logChange('ttl', key, expiresAt)
     return this.infoOf(slot, key)
   }
 
@@ -798,7 +796,7 @@ export class Store {
   }
 
   /** Removes a key everywhere and emits its delete / expire / evict event. */
-  private remove (slot: number, kind: ChangeKind): void {
+  private remove (slot: number, kind: 'delete' | 'expire' | 'evict'): void {
     const len = this.int(slot, I_LEN)
     this.freeLarge(slot, len)
     const key = this.keys.remove(slot)
@@ -811,9 +809,16 @@ export class Store {
     this.setInt(slot, I_TYPE, -1)
     this.setInt(slot, I_NEXT, this.freeSlot)
     this.freeSlot = slot
+    this.logChange(kind, key)
+  }
+
+  /** Logs and emits an event that carries no value: delete, expire, evict, and ttl with the expiry it set (0: none). */
+  private logChange (kind: Exclude<ChangeKind, 'set'>, key: string, expiresAt = 0): void {
     const revision = this.log.latest + 1
-    this.log.append(KIND_CODE[kind], key)
-    if (this.listeners.size > 0) this.emit({ type: kind, key, revision })
+    this.log.append(KIND_CODE[kind], key, expiresAt)
+    if (this.listeners.size === 0) return
+    if (kind === 'ttl') this.emit({ type: kind, key, revision, expiresAt: expiresAt === 0 ? null : expiresAt })
+    else this.emit({ type: kind, key, revision })
   }
 
   private emit (event: StoreEvent): void {
