@@ -26,6 +26,10 @@ export interface EngineOptions {
   streamMaxMessageBytes?: number
   /** Streams: default dedup window of new streams in ms (default 120000). */
   streamDedupWindowMs?: number
+  /** MQTT: interval in ms of the $SYS/broker/ statistics, 0 = none (default 0). */
+  mqttSysIntervalMs?: number
+  /** The broker's version, as $SYS/broker/version gives it. */
+  version?: string
   /** Queues: pushing to a missing queue creates it (default true). */
   queueAutocreate?: boolean
   /** Called when background work nobody waits for (a queue's lease expiry, capture) fails; the broker logs it. */
@@ -55,7 +59,7 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
   try {
     const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
     opened.push(async () => { await storage.close() })
-    const pubsub = await PubSub.create(storage)
+    const pubsub = await PubSub.create(storage, { sysIntervalMs: options.mqttSysIntervalMs ?? 0, version: options.version })
     opened.push(async () => { await pubsub.close() })
     const streams = await StreamEngine.open(storage, pubsub, clock, {
       ...(options.streamAutocreate !== undefined ? { autocreate: options.streamAutocreate } : {}),

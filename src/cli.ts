@@ -1,19 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=32
-import { readFileSync } from 'node:fs'
 import { ConfigError, helpText, loadConfig, type Config } from './config.js'
 import { createLogger } from './logger.js'
 import { startBroker } from './server.js'
+import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
-
-function packageVersion (): string {
-  for (const path of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string, version?: string }
-      if (pkg.name === 'tetra' && pkg.version !== undefined) return pkg.version
-    } catch { /* try the next place */ }
-  }
-  return 'unknown'
-}
 
 async function main (): Promise<void> {
   let config: Config

@@ -16,6 +16,7 @@ export interface Config {
   httpBodyLimit: number
   shutdownTimeoutMs: number
   sseHeartbeatMs: number
+  mqttSysIntervalMs: number
   storeMaxMemory: number
   storeEviction: 'lru' | 'none'
   storeMaxValue: number
@@ -50,6 +51,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpBodyLimit', flag: '--http-body-limit', env: 'TETRA_HTTP_BODY_LIMIT', kind: 'bytes', default: 16 * 1024 * 1024, min: 1024, description: 'Largest HTTP request body accepted (bytes, or e.g. 16mb); larger gets 413.' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'TETRA_SHUTDOWN_TIMEOUT', kind: 'int', default: 10_000, min: 100, description: 'Longest graceful shutdown in ms before the process exits anyway.' },
   { key: 'sseHeartbeatMs', flag: '--sse-heartbeat', env: 'TETRA_SSE_HEARTBEAT', kind: 'int', default: 15_000, min: 100, description: 'Interval in ms of the heartbeat comment on every SSE stream.' },
+  { key: 'mqttSysIntervalMs', flag: '--mqtt-sys-interval', env: 'TETRA_MQTT_SYS_INTERVAL', kind: 'int', default: 10_000, min: 0, description: 'Interval in ms of the broker statistics published, retained, under $SYS/broker/ (Mosquitto\'s topics); 0 = none.' },
   { key: 'storeMaxMemory', flag: '--store-max-memory', env: 'TETRA_STORE_MAX_MEMORY', kind: 'bytes', default: 0, min: 0, description: 'Cap on the store\'s memory (bytes, or e.g. 512mb; keys + values + about 80 bytes per key); 0 = no cap.' },
   { key: 'storeEviction', flag: '--store-eviction', env: 'TETRA_STORE_EVICTION', kind: 'enum', default: 'lru', allowed: ['lru', 'none'], description: 'At the store memory cap: lru evicts the least recently used keys; none refuses writes with 507.' },
   { key: 'storeMaxValue', flag: '--store-max-value', env: 'TETRA_STORE_MAX_VALUE', kind: 'bytes', default: 1024 * 1024, min: 1, description: 'Largest store value (bytes, or e.g. 1mb); larger gets 413.' },

@@ -6,6 +6,7 @@ import { createEngines, type Engines } from '../engines/index.js'
 import { buildHttpApp } from '../protocols/http/app.js'
 import { createMqttServer } from '../protocols/mqtt/tcp.js'
 import { Metrics } from '../protocols/metrics.js'
+import { packageVersion } from './version.js'
 
 export interface Broker {
   engines: Engines
@@ -29,7 +30,7 @@ function listen (server: Server, port: number, host: string): Promise<AddressInf
 
 /** Assembles the engines and the front-ends and binds the listeners. */
 export async function startBroker (config: Config, logger: Logger): Promise<Broker> {
-  const engines = await createEngines({ ...config, onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) } })
+  const engines = await createEngines({ ...config, version: packageVersion(), onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) } })
   let shuttingDown = false
   let http: FastifyInstance | undefined
   const mqttServer = createMqttServer(engines.pubsub)

@@ -129,6 +129,8 @@ export class DurableMqttPersistence {
   private readonly incoming = new Map<string, Map<number, MqttPacket>>()
   private readonly wills = new Map<string, MqttPacket>()
   private nextSeq = 1
+  /** Messages in all outgoing queues. */
+  private queued = 0
   private brokerRef: BrokerRef = { id: '' }
   private destroyed = false
 
@@ -171,11 +173,19 @@ export class DurableMqttPersistence {
     return Readable.from(this.retainedMatching(filters))
   }
 
-  /** Retained messages per filter, as aedes' memory persistence gives them (a message once per matching filter). */
+  /**
+   * Retained messages per filter, as aedes' memory persistence gives them (a message once per matching
+   * filter), except that a filter starting with a wildcard does not match topics starting with '$'
+   * (MQTT 3.1.1, 4.7.2), as in live routing: '#' gets no retained $SYS/ statistics.
+   */
   private * retainedMatching (filters: string[]): Generator<MqttPacket> {
     for (const filter of filters) {
       const matcher = new QlobberTrue(TOPICS).add(filter)
-      for (const [topic, packet] of this.retainedByTopic) if (matcher.test(topic)) yield packet
+      const skipDollar = filter.startsWith('+') || filter.startsWith('#')
+      for (const [topic, packet] of this.retainedByTopic) {
+        if (skipDollar && topic.startsWith('$')) continue
+        if (matcher.test(topic)) yield packet
+      }
     }
   }
 
@@ -237,6 +247,16 @@ export class DurableMqttPersistence {
     return matches.some(sub => sub.topic[0] !== '+' && sub.topic[0] !== '#')
   }
 
+  /** Counts for $SYS/broker/ (see sys-topics.ts). */
+  get retainedCount (): number { return this.retainedByTopic.size }
+  get queuedCount (): number { return this.queued }
+
+  /** Clients with a session kept here (subscriptions or queued messages), and their subscription counts. */
+  * sessions (): Generator<[clientId: string, subscriptions: number]> {
+    for (const [clientId, stored] of this.subscriptions) yield [clientId, stored.size]
+    for (const clientId of this.outgoing.keys()) if (!this.subscriptions.has(clientId)) yield [clientId, 0]
+  }
+
   async cleanSubscriptions (client: ClientRef): Promise<void> {
     const stored = this.subscriptions.get(client.id)
     if (stored === undefined) return
@@ -271,6 +291,7 @@ export class DurableMqttPersistence {
     const copy = queuedCopy(packet)
     const seq = this.nextSeq++
     getOrCreate(this.outgoing, clientId, () => []).push({ seq, packet: copy })
+    this.queued++
     return this.partition.put(clientKey(OUTGOING, clientId, seqBytes(seq)), encoded ?? encodePacket(copy))
   }
 
@@ -312,6 +333,7 @@ export class DurableMqttPersistence {
     const i = queue.findIndex(entry => entry.packet.messageId === packet.messageId)
     if (i < 0) return undefined
     const [entry] = queue.splice(i, 1)
+    this.queued--
     if (queue.length === 0) this.outgoing.delete(client.id)
     await this.write([this.partition.del(clientKey(OUTGOING, client.id, seqBytes(entry.seq)))])
     return entry.packet
@@ -412,6 +434,7 @@ export class DurableMqttPersistence {
           const seq = Number(rest.readBigUInt64BE(0))
           // keys sort by client, then seq: each queue comes back in its order
           getOrCreate(this.outgoing, clientId, () => []).push({ seq, packet: decodePacket(value) })
+          this.queued++
           if (seq >= this.nextSeq) this.nextSeq = seq + 1
           break
         }

@@ -5,6 +5,7 @@ import { topicMatches, validateFilter, validatePublishTopic } from './topics.js'
 import { InvalidArgument, Unavailable } from '../errors.js'
 import type { Storage } from '../storage/storage.js'
 import { DurableMqttPersistence } from './persistence.js'
+import { SysTopics } from './sys-topics.js'
 
 export type QoS = 0 | 1 | 2
 
@@ -47,6 +48,16 @@ export interface PubSubStats {
 interface AedesWithPersistence { persistence: { createRetainedStreamCombi (patterns: string[]): AsyncIterable<AedesPublishPacket> } }
 
 type DeliverFn = (packet: AedesPublishPacket, cb: () => void) => void
+export interface PubSubOptions {
+  /** Interval in ms of the $SYS/broker/ statistics (sys-topics.ts); 0 or absent: none. */
+  sysIntervalMs?: number
+  /** The version $SYS/broker/version gives. */
+  version?: string
+}
+
+/** The parts of an aedes client this module reads that aedes' typings leave out. */
+interface ClientState { subscriptions?: Record<string, unknown> }
+
 type PublishFn = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
 type AuthorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => void
 
@@ -65,6 +76,7 @@ export class PubSub {
   private readonly publishNow: PublishFn
   /** The topic filters of durable in-process subscribers (captures), one entry per subscription. */
   private readonly durableFilters = new Set<string[]>()
+  private sysTopics: SysTopics | null = null
 
   private constructor (readonly broker: Aedes, private readonly persistence: DurableMqttPersistence | undefined) {
     // aedes' publish, and in its place one that skips what routeBeforePuback routed already
@@ -89,7 +101,7 @@ export class PubSub {
    * queued for them, QoS 2 in flight, wills) is durable there (see persistence.ts); without it, in memory
    * (engine tests that need no restart).
    */
-  static async create (storage?: Storage): Promise<PubSub> {
+  static async create (storage?: Storage, options: PubSubOptions = {}): Promise<PubSub> {
     let self: PubSub | undefined
     const authorizePublish: AuthorizePublish = (client, packet, callback) => {
       // as aedes' default hook, which this one replaces: clients do not publish broker statistics
@@ -111,7 +123,35 @@ export class PubSub {
     broker.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
       if (client !== null && client !== undefined) self?.countPublished('mqtt', packet.topic)
     })
+    if ((options.sysIntervalMs ?? 0) > 0) self.startSysTopics(options.sysIntervalMs ?? 0, options.version ?? 'unknown')
     return self
+  }
+
+  private startSysTopics (intervalMs: number, version: string): void {
+    const clients = (): Record<string, ClientState> => (this.broker as unknown as { clients: Record<string, ClientState> }).clients
+    this.sysTopics = new SysTopics({
+      version,
+      connectedClients: () => this.connectedClients,
+      sessions: () => {
+        const connected = clients()
+        let disconnected = 0
+        let subscriptions = 0
+        for (const client of Object.values(connected)) subscriptions += Object.keys(client.subscriptions ?? {}).length
+        for (const [clientId, count] of this.persistence?.sessions() ?? []) {
+          if (connected[clientId] !== undefined) continue
+          disconnected++
+          subscriptions += count
+        }
+        return { disconnected, subscriptions }
+      },
+      retainedMessages: () => this.persistence?.retainedCount ?? 0,
+      queuedMessages: () => this.persistence?.queuedCount ?? 0,
+      publishesReceived: () => this.stats.published.mqtt + this.stats.published.http,
+      publishesSent: () => this.stats.deliveredMqtt
+    }, (topic, payload) => {
+      this.publishNow({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: true, dup: false }, null, () => {})
+    })
+    this.sysTopics.start(intervalMs)
   }
 
   private countPublished (origin: Origin, topic: string): void {
@@ -236,6 +276,7 @@ export class PubSub {
   }
 
   async close (): Promise<void> {
+    this.sysTopics?.stop()
     await new Promise<void>(resolve => { this.broker.close(() => { resolve() }) })
   }
 }
