@@ -1,4 +1,4 @@
-import { Aedes, type AedesPublishPacket, type Client, type PublishPacket } from 'aedes'
+import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type PublishPacket } from 'aedes'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import { topicMatches, validateFilter, validatePublishTopic } from './topics.js'
@@ -6,6 +6,7 @@ import { InvalidArgument, Unavailable } from '../errors.js'
 import type { Storage } from '../storage/storage.js'
 import { DurableMqttPersistence } from './persistence.js'
 import { SysTopics } from './sys-topics.js'
+import { parseShare, SharedSubscriptions } from './shared.js'
 
 export type QoS = 0 | 1 | 2
 
@@ -77,8 +78,12 @@ export class PubSub {
   /** The topic filters of durable in-process subscribers (captures), one entry per subscription. */
   private readonly durableFilters = new Set<string[]>()
   private sysTopics: SysTopics | null = null
+  private readonly shared: SharedSubscriptions
 
   private constructor (readonly broker: Aedes, private readonly persistence: DurableMqttPersistence | undefined) {
+    this.shared = new SharedSubscriptions(broker)
+    broker.on('unsubscribe', (topics: string[], client: Client) => { this.shared.leave(client.id, topics) })
+    broker.on('clientDisconnect', (client: Client) => { this.shared.leaveAll(client.id) })
     // aedes' publish, and in its place one that skips what routeBeforePuback routed already
     // (aedes takes an optional client before the callback; its typings leave it out)
     const aedesPublish = broker.publish.bind(broker) as unknown as PublishFn
@@ -109,6 +114,13 @@ export class PubSub {
       else if (self === undefined || client === null || packet.qos !== 1 || !self.keptSomewhere(packet)) callback(null)
       else self.routeBeforePuback(client, packet, callback)
     }
+    // $share/{group}/{filter}: aedes keeps the literal subscription, the group's routing is ours (shared.ts)
+    const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, callback) => {
+      const share = parseShare(sub.topic)
+      if (share === undefined || self === undefined) callback(null, sub)
+      else if (share === null) callback(null, null) // SUBACK failure (0x80)
+      else void self.shared.join(client, sub.topic, share.filter, sub.qos).then(() => { callback(null, sub) })
+    }
     const persistence = storage !== undefined ? await DurableMqttPersistence.open(storage) : undefined
     const broker = await Aedes.createBroker({
       ...(persistence !== undefined ? { persistence } : {}),
@@ -117,7 +129,8 @@ export class PubSub {
         if (self !== undefined) self.stats.deliveredMqtt++
         return packet
       },
-      authorizePublish
+      authorizePublish,
+      authorizeSubscribe
     })
     self = new PubSub(broker, persistence)
     broker.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
