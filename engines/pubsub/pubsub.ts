@@ -82,8 +82,8 @@ export class PubSub {
 
   private constructor (readonly broker: Aedes, private readonly persistence: DurableMqttPersistence | undefined) {
     this.shared = new SharedSubscriptions(broker)
-    broker.on('unsubscribe', (topics: string[], client: Client) => { this.shared.leave(client.id, topics) })
-    broker.on('clientDisconnect', (client: Client) => { this.shared.leaveAll(client.id) })
+    broker.on('unsubscribe', (topics: string[], client: Client) => { this.shared.leave(client, topics) })
+    broker.on('clientDisconnect', (client: Client) => { this.shared.leaveAll(client) })
     // aedes' publish, and in its place one that skips what routeBeforePuback routed already
     // (aedes takes an optional client before the callback; its typings leave it out)
     const aedesPublish = broker.publish.bind(broker) as unknown as PublishFn

@@ -59,12 +59,15 @@ export class SharedSubscriptions {
     await new Promise<void>(resolve => { this.broker.subscribe(filter, created.deliver, resolve) })
   }
 
-  /** Removes a client from the groups of these filters (those that are shares). */
-  leave (clientId: string, topics: Iterable<string>): void {
+  /**
+   * Removes a client from the groups of these filters (those that are shares). By the client object, not
+   * its id: when a session is taken over, the new connection may have rejoined before the old one is gone.
+   */
+  leave (client: Client, topics: Iterable<string>): void {
     for (const topic of topics) {
       const group = this.groups.get(topic)
       if (group === undefined) continue
-      group.members = group.members.filter(m => m.client.id !== clientId)
+      group.members = group.members.filter(m => m.client !== client)
       if (group.members.length === 0) {
         this.groups.delete(topic)
         this.broker.unsubscribe(group.filter, group.deliver, () => {})
@@ -73,8 +76,8 @@ export class SharedSubscriptions {
   }
 
   /** Removes a client from every group (it disconnected). */
-  leaveAll (clientId: string): void {
-    this.leave(clientId, [...this.groups.keys()])
+  leaveAll (client: Client): void {
+    this.leave(client, [...this.groups.keys()])
   }
 
   private deliver (group: Group, packet: AedesPublishPacket, cb: () => void): void {

@@ -102,6 +102,19 @@ describe('shared subscriptions ($share/{group}/{filter})', () => {
     expect(got.map(m => [m.payload, m.qos])).toEqual([['t0', 1], ['t1', 1], ['t2', 1]])
   })
 
+  it('keeps the membership of a session taken over by a new connection with the same client id', async () => {
+    const old = await connect({ clientId: 'shared-takeover', clean: false })
+    old.on('error', () => {})
+    await old.subscribeAsync('$share/t/handover', { qos: 1 })
+    const taking = await connect({ clientId: 'shared-takeover', clean: false })
+    const got = collect(taking)
+    await waitFor(() => !old.connected, 5000, 'the old connection closed')
+    const publisher = await connect()
+    await publisher.publishAsync('handover', 'h1', { qos: 1 })
+    await waitFor(() => got.length === 1, 5000, 'the new connection gets it')
+    expect(got[0].payload).toBe('h1')
+  })
+
   it('parses $share/{group}/{filter}', () => {
     expect(parseShare('jobs/#')).toBeUndefined()
     expect(parseShare('$share/g/jobs/#')).toEqual({ group: 'g', filter: 'jobs/#' })
