@@ -206,17 +206,17 @@ export class PubSub {
 
   /**
    * aedes writes a QoS 1 PUBACK before it routes the publish (a QoS 2 PUBREC after). So that the
-   * PUBACK, too, means the message is kept (stored as retained, queued for persistent sessions, in the
-   * queues and streams that capture it), a QoS 1 MQTT publish that is kept somewhere is routed here,
-   * from the authorizePublish hook that runs before the PUBACK, and the hook lets aedes go on once the
-   * routing is done. A routing that fails (storage unavailable) fails the hook: no PUBACK, aedes closes
+   * PUBACK, too, means the message is kept (stored as retained, queued for persistent sessions, also
+   * through a shared subscription, in the queues and streams that capture it), a QoS 1 MQTT publish that
+   * is kept somewhere is routed here, from the authorizePublish hook that runs before the PUBACK, and the
+   * hook lets aedes go on once the routing is done. A routing that fails (storage unavailable) fails the hook: no PUBACK, aedes closes
    * the connection and the client sends the message again when it reconnects. Publishes kept nowhere
    * keep aedes' order (PUBACK first): routing first costs a fifth of the QoS 1 throughput.
    */
   private keptSomewhere (packet: PublishPacket): boolean {
     if (this.persistence !== undefined && (packet.retain || this.persistence.hasQueuingSubscribers(packet.topic))) return true
     for (const filters of this.durableFilters) if (filters.some(f => topicMatches(f, packet.topic))) return true
-    return false
+    return this.shared.keepsFor(packet.topic)
   }
 
   private routeBeforePuback (client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {

@@ -1,4 +1,5 @@
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
+import { topicMatches } from './topics.js'
 
 /**
  * Shared subscriptions, `$share/{group}/{filter}` (as Mosquitto, EMQX and HiveMQ offer them to MQTT 3.1.1
@@ -35,7 +36,7 @@ interface Group {
 }
 
 /** The part of an aedes client this module uses that aedes' typings leave out. */
-interface DeliveringClient { closed?: boolean, publish: (message: object, done: (err?: Error) => void) => void }
+interface DeliveringClient { closed?: boolean, clean?: boolean, publish: (message: object, done: (err?: Error) => void) => void }
 
 export class SharedSubscriptions {
   /** By the full `$share/{group}/{filter}` topic. */
@@ -78,6 +79,15 @@ export class SharedSubscriptions {
   /** Removes a client from every group (it disconnected). */
   leaveAll (client: Client): void {
     this.leave(client, [...this.groups.keys()])
+  }
+
+  /** Whether a message on `topic` would go to a group with a persistent-session member (which stores it). */
+  keepsFor (topic: string): boolean {
+    for (const group of this.groups.values()) {
+      if (!topicMatches(group.filter, topic)) continue
+      if (group.members.some(m => (m.client as unknown as DeliveringClient).clean === false)) return true
+    }
+    return false
   }
 
   private deliver (group: Group, packet: AedesPublishPacket, cb: () => void): void {
