@@ -428,7 +428,8 @@ export function decodeDedup (key: Buffer, value: Buffer): { dedupId: string, id:
 /**
  * The deliveries of all receives in one group commit are written as ONE record (not a state record per
  * message, nor a record per receive; see QueueEngine.joinLeaseRecord): what a restart needs of a
- * delivery is its count, first delivery time and last error (a lease itself does not survive a restart). The record is deleted with the last of its leases to end; until then, entries of leases
+ * delivery is its count, first delivery time and last error (a lease itself does not survive a restart).
+ * The record is deleted with the last of its leases to end; until then, entries of leases
  * that ended are outranked by the state record their end wrote (same token) or by the message being gone.
  */
 export interface LeaseEntry {

@@ -13,6 +13,9 @@ import { encodeBody, segmentHeaderSize, writeSegmentHeader, type BodyInput } fro
  * from its sequence number: inside the range of a segment, or else in its own body record.
  */
 
+/** First allocation of an open segment's buffer (it doubles as bodies join). */
+const OPEN_SEGMENT_CHUNK = 16 * 1024
+
 /**
  * The bodies of a segment that is still open: encoded one after another into one growing buffer (no
  * allocation per message), made into the segment's value when its write's batch is assembled.
@@ -61,8 +64,6 @@ export class OpenSegment {
     return value
   }
 }
-
-const OPEN_SEGMENT_CHUNK = 16 * 1024
 
 /** One stored segment: messages with the sequence numbers start .. start + count - 1. */
 export class Segment {

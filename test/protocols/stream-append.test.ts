@@ -3,7 +3,8 @@ import fc from 'fast-check'
 import { TooLarge } from '../../engines/errors.js'
 import type { Payload, PayloadSlice } from '../../engines/stream/index.js'
 import { decodePayload, type PayloadEncoding } from '../../protocols/http/payload.js'
-import { appendMessages, noteBodyText, type AppendItem } from '../../protocols/http/routes/stream-append.js'
+import { appendMessages, type AppendItem } from '../../protocols/http/routes/stream-append.js'
+import { noteBodyText } from '../../protocols/http/body-text.js'
 import { startTestBroker, type TestBroker } from '../helpers.js'
 
 /** The bytes the engine stores for a payload handed over as text, bytes or a slice. */

@@ -1,6 +1,6 @@
 import type { AppendMessage, Payload } from '../../../engines/stream/index.js'
 import { decodePayloadData, type PayloadEncoding } from '../payload.js'
-import { bodyTextOf, isPlainString, noteBodyText, registerBodyTextParser, type BodyText } from '../body-text.js'
+import { bodyTextOf, isPlainString, type BodyText } from '../body-text.js'
 
 /*
  * The append route's hand-off from a parsed JSON body to the engine, without serialising every payload
@@ -9,10 +9,6 @@ import { bodyTextOf, isPlainString, noteBodyText, registerBodyTextParser, type B
 
 /** One message of an append body. */
 export interface AppendItem { payload: unknown, encoding?: PayloadEncoding, key?: string, headers?: Record<string, string>, dedupId?: string }
-
-/** Append bodies are parsed by fastify's JSON parser, noting what the text says about its strings. */
-export const registerAppendBodyParser = registerBodyTextParser
-export { noteBodyText }
 
 const isPlain = (m: AppendItem, text: BodyText | undefined): m is AppendItem & { payload: string } => isPlainString(m.payload, m.encoding, text)
 

@@ -4,7 +4,8 @@ import { InvalidArgument } from '../../../engines/errors.js'
 import type { AppendMessage, StartPosition, StreamEntry, StreamInfo } from '../../../engines/stream/index.js'
 import type { GroupInfo } from '../../../engines/stream/group.js'
 import { encodePayload, encodingSchema } from '../payload.js'
-import { appendMessages, registerAppendBodyParser, type AppendItem } from './stream-append.js'
+import { appendMessages, type AppendItem } from './stream-append.js'
+import { registerBodyTextParser } from '../body-text.js'
 import { lastEventId, SseStream } from '../sse.js'
 import { JsonWriter, pageJson, writeSseEvent } from './stream-json.js'
 
@@ -187,7 +188,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
 
   // appends parse JSON with a parser that notes what the text says about its strings (see appendMessages)
   void app.register(async scope => {
-    registerAppendBodyParser(scope)
+    registerBodyTextParser(scope)
 
     scope.post<{ Params: { name: string }, Body: AppendBody }>('/v1/streams/:name/messages', {
       schema: {
