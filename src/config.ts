@@ -25,16 +25,34 @@ export interface Config {
   streamMaxMessageBytes: number
   streamDedupWindowMs: number
   queueAutocreate: boolean
+  authFile: string
+  allowAnonymous: boolean
+  tlsCert: string
+  tlsKey: string
+  tlsCa: string
+  mqttsPort: number
+  mqttDenyDisconnect: boolean
+  mqttMaxPacketSize: number
+  mqttMaxConnections: number
+  mqttMaxConnectionsPerUser: number
+  mqttConnectRate: number
+  mqttMaxInflight: number
+  mqttMaxQueued: number
+  mqttMaxTopicLength: number
+  mqttMaxTopicLevels: number
+  httpRateLimit: number
+  sseMaxStreams: number
+  corsOrigin: string[]
 }
 
-type Kind = 'string' | 'port' | 'int' | 'bytes' | 'enum' | 'bool'
+type Kind = 'string' | 'path' | 'list' | 'port' | 'int' | 'bytes' | 'enum' | 'bool'
 
 export interface Setting {
   key: keyof Config
   flag: string
   env: string
   kind: Kind
-  default: string | number | boolean
+  default: string | number | boolean | string[]
   allowed?: readonly string[]
   min?: number
   description: string
@@ -59,7 +77,26 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'streamAutocreate', flag: '--stream-autocreate', env: 'TETRA_STREAM_AUTOCREATE', kind: 'bool', default: true, description: 'Appending to a stream that does not exist creates it (false: 404 until it is created with PUT).' },
   { key: 'streamMaxMessageBytes', flag: '--stream-max-message-size', env: 'TETRA_STREAM_MAX_MESSAGE_SIZE', kind: 'bytes', default: 1024 * 1024, min: 1, description: 'Largest stream message (payload + key + headers); larger gets 413 (captured ones are dropped and counted).' },
   { key: 'streamDedupWindowMs', flag: '--stream-dedup-window', env: 'TETRA_STREAM_DEDUP_WINDOW', kind: 'int', default: 120_000, min: 0, description: 'Default dedup window in ms of new streams: a dedupId seen within it returns the original offset.' },
-  { key: 'queueAutocreate', flag: '--queue-autocreate', env: 'TETRA_QUEUE_AUTOCREATE', kind: 'bool', default: true, description: 'Pushing to a queue that does not exist creates it with default settings (false: 404 until it is created with PUT).' }
+  { key: 'queueAutocreate', flag: '--queue-autocreate', env: 'TETRA_QUEUE_AUTOCREATE', kind: 'bool', default: true, description: 'Pushing to a queue that does not exist creates it with default settings (false: 404 until it is created with PUT).' },
+  // security: identity, ACL, TLS (README "Security")
+  { key: 'authFile', flag: '--auth-file', env: 'TETRA_AUTH_FILE', kind: 'path', default: '', description: 'JSON file of users, tokens, roles and rules (tetra passwd / tetra token write it); reloaded on SIGHUP and when it changes. Empty: no auth (anonymous access, loopback only).' },
+  { key: 'allowAnonymous', flag: '--allow-anonymous', env: 'TETRA_ALLOW_ANONYMOUS', kind: 'bool', default: false, description: 'Without --auth-file, allow anonymous access on a non-loopback --host too (otherwise the broker refuses to start there).' },
+  { key: 'tlsCert', flag: '--tls-cert', env: 'TETRA_TLS_CERT', kind: 'path', default: '', description: 'PEM certificate (chain): turns on MQTT over TLS on --mqtts-port and HTTPS/WSS on the HTTP port; reloaded on SIGHUP.' },
+  { key: 'tlsKey', flag: '--tls-key', env: 'TETRA_TLS_KEY', kind: 'path', default: '', description: 'PEM private key of --tls-cert.' },
+  { key: 'tlsCa', flag: '--tls-ca', env: 'TETRA_TLS_CA', kind: 'path', default: '', description: 'PEM CA bundle for client certificates: a verified certificate\'s CN is a user of the auth file (mTLS).' },
+  { key: 'mqttsPort', flag: '--mqtts-port', env: 'TETRA_MQTTS_PORT', kind: 'port', default: 8883, description: 'MQTT over TLS port, listened on when --tls-cert is set; 0 picks a free port.' },
+  { key: 'mqttDenyDisconnect', flag: '--mqtt-deny-disconnect', env: 'TETRA_MQTT_DENY_DISCONNECT', kind: 'bool', default: false, description: 'A PUBLISH the ACL denies disconnects the client (default: dropped, counted and acknowledged).' },
+  { key: 'mqttMaxPacketSize', flag: '--mqtt-max-packet-size', env: 'TETRA_MQTT_MAX_PACKET_SIZE', kind: 'bytes', default: 16 * 1024 * 1024, min: 64, description: 'Largest MQTT packet accepted (bytes, or e.g. 1mb); a larger one closes the connection.' },
+  { key: 'mqttMaxConnections', flag: '--mqtt-max-connections', env: 'TETRA_MQTT_MAX_CONNECTIONS', kind: 'int', default: 100_000, min: 0, description: 'Most MQTT connections at once over all transports; 0 = no cap.' },
+  { key: 'mqttMaxConnectionsPerUser', flag: '--mqtt-max-connections-per-user', env: 'TETRA_MQTT_MAX_CONNECTIONS_PER_USER', kind: 'int', default: 1000, min: 0, description: 'Most MQTT connections at once of one user or token; 0 = no cap.' },
+  { key: 'mqttConnectRate', flag: '--mqtt-connect-rate', env: 'TETRA_MQTT_CONNECT_RATE', kind: 'int', default: 500, min: 0, description: 'New MQTT connections accepted per second from one IP address (burst of the same size); 0 = no cap.' },
+  { key: 'mqttMaxInflight', flag: '--mqtt-max-inflight', env: 'TETRA_MQTT_MAX_INFLIGHT', kind: 'int', default: 1000, min: 1, description: 'Most QoS 1/2 messages in flight per MQTT client (sent and not yet acknowledged, or QoS 2 received and not yet released).' },
+  { key: 'mqttMaxQueued', flag: '--mqtt-max-queued', env: 'TETRA_MQTT_MAX_QUEUED', kind: 'int', default: 1000, min: 0, description: 'Most QoS 1/2 messages queued for one offline persistent session (Mosquitto\'s max_queued_messages): the oldest is dropped and counted; 0 = no cap.' },
+  { key: 'mqttMaxTopicLength', flag: '--mqtt-max-topic-length', env: 'TETRA_MQTT_MAX_TOPIC_LENGTH', kind: 'int', default: 4096, min: 1, description: 'Longest topic name or filter in bytes (MQTT, HTTP publish and SSE filters).' },
+  { key: 'mqttMaxTopicLevels', flag: '--mqtt-max-topic-levels', env: 'TETRA_MQTT_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, description: 'Most levels (parts between /) in a topic name or filter.' },
+  { key: 'httpRateLimit', flag: '--http-rate-limit', env: 'TETRA_HTTP_RATE_LIMIT', kind: 'int', default: 0, min: 0, description: 'HTTP requests per second per principal (burst of the same size); more get 429 with Retry-After; 0 = no cap.' },
+  { key: 'sseMaxStreams', flag: '--sse-max-streams', env: 'TETRA_SSE_MAX_STREAMS', kind: 'int', default: 100, min: 1, description: 'Most SSE streams open at once per principal; more get 429.' },
+  { key: 'corsOrigin', flag: '--cors-origin', env: 'TETRA_CORS_ORIGIN', kind: 'list', default: [], description: 'Origins (comma-separated, or * for any) allowed to call the HTTP API from a browser; none: same-origin only.' }
 ]
 
 export class ConfigError extends Error {}
@@ -75,15 +112,20 @@ export function parseBytes (text: string): number | undefined {
   return Math.floor(Number(m[1]) * unit)
 }
 
-function convert (setting: Setting, raw: unknown, source: string): string | number | boolean {
+function convert (setting: Setting, raw: unknown, source: string): string | number | boolean | string[] {
   const where = `${setting.flag} (${source})`
   if (setting.kind === 'bool' && typeof raw === 'boolean') return raw
+  if (setting.kind === 'list' && Array.isArray(raw) && raw.every(v => typeof v === 'string')) return raw.map(v => v.trim()).filter(v => v.length > 0)
   const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw : undefined
   if (text === undefined) throw new ConfigError(`${where}: expected a ${setting.kind === 'string' || setting.kind === 'enum' ? 'string' : 'number'}, got ${JSON.stringify(raw)}`)
   switch (setting.kind) {
     case 'string':
       if (text.length === 0) throw new ConfigError(`${where}: must not be empty`)
       return text
+    case 'path':
+      return text
+    case 'list':
+      return text.split(',').map(v => v.trim()).filter(v => v.length > 0)
     case 'enum':
       if (!(setting.allowed ?? []).includes(text)) throw new ConfigError(`${where}: "${text}" is not allowed; use one of ${(setting.allowed ?? []).join(', ')}`)
       return text
@@ -114,6 +156,7 @@ export interface ParsedArgs { flags: Map<string, string>, help: boolean, version
 /** Splits argv into --flag value / --flag=value pairs; unknown flags are an error. */
 export function parseArgs (argv: readonly string[]): ParsedArgs {
   const known = new Set(SETTINGS.map(s => s.flag))
+  const boolFlags = new Set(SETTINGS.filter(s => s.kind === 'bool').map(s => s.flag))
   const flags = new Map<string, string>()
   let help = false
   let version = false
@@ -127,6 +170,7 @@ export function parseArgs (argv: readonly string[]): ParsedArgs {
     if (flag !== '--config' && !known.has(flag)) throw new ConfigError(`unknown option ${arg}; see tetra --help`)
     let value: string | undefined
     if (eq > 0) value = arg.slice(eq + 1)
+    else if (boolFlags.has(flag) && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'))) value = 'true' // a bare --allow-anonymous
     else {
       value = argv[i + 1]
       i++
@@ -164,7 +208,7 @@ export function loadConfig (argv: readonly string[], env: NodeJS.ProcessEnv = pr
   const args = parseArgs(argv)
   const fileName = args.configFile ?? env.TETRA_CONFIG
   const file = fileName !== undefined ? readConfigFile(fileName) : {}
-  const out: Record<string, string | number | boolean> = {}
+  const out: Record<string, string | number | boolean | string[]> = {}
   for (const s of SETTINGS) {
     const fromFlag = args.flags.get(s.flag)
     const fromEnv = env[s.env]
@@ -187,7 +231,7 @@ export function helpText (version: string): string {
   for (const s of SETTINGS) {
     lines.push(`  ${s.flag} <${s.allowed !== undefined ? s.allowed.join('|') : s.kind}>`)
     lines.push(`      ${s.description}`)
-    lines.push(`      env ${s.env}, default ${String(s.default)}`)
+    lines.push(`      env ${s.env}, default ${Array.isArray(s.default) ? (s.default.join(',') || 'none') : s.default === '' ? 'none' : String(s.default)}`)
   }
   lines.push('  --config <file.json>', '      JSON file with any of the settings above by key (e.g. {"mqttPort": 1884}); env TETRA_CONFIG')
   lines.push('  --help, --version')
