@@ -3,6 +3,7 @@ import { DurationHistogram, type DurationSeries } from './duration-histogram.js'
 import type { Engines } from '../engines/index.js'
 import { registerStreamMetrics } from './stream-metrics.js'
 import { registerQueueMetrics } from './queue-metrics.js'
+import { SecurityCounters } from './security-metrics.js'
 
 /**
  * The Prometheus registry of one broker. Engine figures (connections, messages, storage) are read from
@@ -42,9 +43,10 @@ export class Metrics {
     return (await this.registry.metrics()) + '\n' + this.httpDuration.exposition()
   }
 
-  constructor (engines: Engines) {
+  constructor (engines: Engines, readonly security: SecurityCounters = new SecurityCounters()) {
     const registry = this.registry
     collectDefaultMetrics({ register: registry })
+    security.register(registry)
     const { pubsub, storage } = engines
     registerStreamMetrics(registry, engines.streams)
     registerQueueMetrics(registry, engines.queues)
