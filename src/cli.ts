@@ -2,6 +2,7 @@
 import { ConfigError, helpText, loadConfig, type Config } from './config.js'
 import { createLogger } from './logger.js'
 import { startBroker } from './server.js'
+import { checkSafeDefaults } from './safe-defaults.js'
 import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
 
@@ -18,6 +19,12 @@ async function main (): Promise<void> {
       return
     }
     config = loaded.config
+    // before the data dir is opened: an open broker on the network is refused (Mosquitto 2's rule)
+    const verdict = checkSafeDefaults(config)
+    if (!verdict.start) {
+      process.stderr.write(`tetra: refusing to start: ${verdict.message}\n`)
+      process.exit(2)
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`tetra: invalid configuration: ${err.message}\n`)
@@ -27,25 +34,37 @@ async function main (): Promise<void> {
   }
 
   const logger = createLogger(config.logLevel)
+  const safeDefaults = checkSafeDefaults(config)
+  if (safeDefaults.start && safeDefaults.warning !== undefined) logger.warn({ event: 'anonymous_access', host: config.host }, safeDefaults.warning)
   let broker
   try {
     broker = await startBroker(config, logger)
   } catch (err) {
+    if (err instanceof ConfigError) {
+      // a setting whose file is missing or wrong (a TLS certificate): reported as the flags are
+      logger.fatal(`invalid configuration: ${err.message}`)
+      logger.flush()
+      process.stderr.write(`tetra: invalid configuration: ${err.message}\n`)
+      process.exit(2)
+    }
     const message = err instanceof TetraError ? err.message : (err as Error).message
     logger.fatal({ err: err instanceof TetraError ? undefined : err }, `cannot start: ${message}`)
     process.stderr.write(`tetra: cannot start: ${message}\n`)
     process.exit(1)
   }
-  const { mqtt, httpAddress } = broker
+  const { mqtt, httpAddress, mqtts } = broker
+  const [http, ws] = mqtts === undefined ? ['http', 'ws'] : ['https', 'wss']
   logger.info({
     event: 'listening',
     mqtt: `${mqtt.host}:${mqtt.port}`,
     http: `${httpAddress.host}:${httpAddress.port}`,
+    tls: mqtts !== undefined,
+    ...(mqtts !== undefined ? { mqtts: `${mqtts.host}:${mqtts.port}`, mqttsPort: mqtts.port } : {}),
     mqttPort: mqtt.port,
     httpPort: httpAddress.port,
     dataDir: config.dataDir,
     fsync: config.fsync
-  }, `Tetra listening: mqtt://${mqtt.host}:${mqtt.port}, http://${httpAddress.host}:${httpAddress.port} (MQTT over WebSocket at ws://${httpAddress.host}:${httpAddress.port}/mqtt), data in ${config.dataDir}`)
+  }, `Tetra listening: mqtt://${mqtt.host}:${mqtt.port}, ${mqtts !== undefined ? `mqtts://${mqtts.host}:${mqtts.port}, ` : ''}${http}://${httpAddress.host}:${httpAddress.port} (MQTT over WebSocket at ${ws}://${httpAddress.host}:${httpAddress.port}/mqtt), data in ${config.dataDir}`)
 
   let stopping = false
   const stop = (signal: string): void => {
@@ -68,6 +87,12 @@ async function main (): Promise<void> {
   }
   process.on('SIGTERM', () => { stop('SIGTERM') })
   process.on('SIGINT', () => { stop('SIGINT') })
+  // SIGHUP: reload what can change under a running broker (TLS certificates); each part logs what it refused
+  process.on('SIGHUP', () => {
+    if (stopping) return
+    logger.info({ signal: 'SIGHUP' }, 'reloading')
+    broker.reload().catch((err: unknown) => { logger.error({ err }, 'reload failed') })
+  })
 }
 
 void main()

@@ -1,10 +1,13 @@
 import type { AddressInfo, Server } from 'node:net'
+import tls from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { createEngines, type Engines } from '../engines/index.js'
 import { buildHttpApp } from '../protocols/http/app.js'
 import { createMqttServer } from '../protocols/mqtt/tcp.js'
+import { createMqttTlsServer } from '../protocols/mqtt/tls.js'
+import { TlsCertificates } from './tls.js'
 import { Metrics } from '../protocols/metrics.js'
 import { packageVersion } from './version.js'
 
@@ -14,6 +17,10 @@ export interface Broker {
   /** The bound addresses (the real ports when 0 was asked for). */
   mqtt: { host: string, port: number }
   httpAddress: { host: string, port: number }
+  /** MQTT over TLS, when --tls-cert is set (the HTTP port then speaks HTTPS and WSS). */
+  mqtts?: { host: string, port: number }
+  /** SIGHUP: reads the TLS files again (a broken set is refused and logged, the old one kept). */
+  reload (): Promise<void>
   /** Graceful stop: stop accepting, close clients, flush and close storage. Safe to call twice. */
   close (): Promise<void>
 }
@@ -30,21 +37,39 @@ function listen (server: Server, port: number, host: string): Promise<AddressInf
 
 /** Assembles the engines and the front-ends and binds the listeners. */
 export async function startBroker (config: Config, logger: Logger): Promise<Broker> {
+  // before the data dir is opened: a missing or wrong certificate stops the start with a ConfigError
+  const certificates = TlsCertificates.load(config, logger)
   const engines = await createEngines({ ...config, version: packageVersion(), onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) } })
   let shuttingDown = false
   let http: FastifyInstance | undefined
+  let mqttsServer: tls.Server | undefined
   const mqttServer = createMqttServer(engines.pubsub)
   engines.pubsub.broker.on('clientError', (client, err) => { logger.debug({ client: client.id, err: err.message }, 'mqtt client error') })
   engines.pubsub.broker.on('connectionError', (_client, err) => { logger.debug({ err: err.message }, 'mqtt connection error') })
   try {
     const metrics = new Metrics(engines)
+    const handshakeFailed = (transport: string) => (err: Error): void => {
+      metrics.security.bad(transport)
+      logger.debug({ transport, err: err.message }, 'TLS handshake failed')
+    }
     http = await buildHttpApp({
       engines,
       metrics,
-      options: { httpBodyLimit: config.httpBodyLimit, sseHeartbeatMs: config.sseHeartbeatMs },
+      options: { httpBodyLimit: config.httpBodyLimit, sseHeartbeatMs: config.sseHeartbeatMs, https: certificates?.serverOptions() },
       isShuttingDown: () => shuttingDown
     }, logger)
     const mqttAddress = await listen(mqttServer, config.mqttPort, config.host)
+    let mqttsAddress: AddressInfo | undefined
+    if (certificates !== undefined) {
+      mqttsServer = createMqttTlsServer(engines.pubsub, certificates.serverOptions(), handshakeFailed('mqtt_tls'))
+      certificates.attach(mqttsServer)
+      mqttsAddress = await listen(mqttsServer, config.mqttsPort, config.host)
+      // fastify built an https.Server from options.https
+      if (http.server instanceof tls.Server) {
+        certificates.attach(http.server)
+        http.server.on('tlsClientError', handshakeFailed('https'))
+      }
+    }
     await http.listen({ port: config.httpPort, host: config.host, listenTextResolver: address => `http listener bound at ${address}` })
     const httpAddress = http.server.address() as AddressInfo
     const app = http
@@ -54,15 +79,22 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
       http: app,
       mqtt: { host: mqttAddress.address, port: mqttAddress.port },
       httpAddress: { host: httpAddress.address, port: httpAddress.port },
+      ...(mqttsAddress !== undefined ? { mqtts: { host: mqttsAddress.address, port: mqttsAddress.port } } : {}),
+      async reload () {
+        certificates?.reload()
+      },
       close () {
         closing ??= (async () => {
           shuttingDown = true
           // 1. stop accepting new MQTT connections; 2. close HTTP (SSE and WebSocket clients included);
           // 3. close MQTT clients through aedes; 4. flush and close LevelDB
           const mqttClosed = new Promise<void>(resolve => { mqttServer.close(() => { resolve() }) })
+          const tlsServer = mqttsServer
+          const mqttsClosed = new Promise<void>(resolve => { if (tlsServer === undefined) resolve(); else tlsServer.close(() => { resolve() }) })
           await app.close()
           await engines.close()
           await mqttClosed
+          await mqttsClosed
         })()
         return closing
       }
@@ -70,6 +102,7 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     return broker
   } catch (err) {
     mqttServer.close()
+    mqttsServer?.close()
     await http?.close()
     await engines.close()
     throw err

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import websocket from '@fastify/websocket'
+import type { TlsOptions } from 'node:tls'
 import type { Logger } from 'pino'
 import type { Engines } from '../../engines/index.js'
 import type { Metrics } from '../metrics.js'
@@ -18,6 +19,8 @@ import { registerWebRoutes } from './routes/web.js'
 export interface HttpOptions {
   httpBodyLimit: number
   sseHeartbeatMs: number
+  /** HTTPS (and WSS on /mqtt) with these options (src/tls.ts) when set; plain HTTP when undefined. */
+  https?: TlsOptions
 }
 
 export interface HttpContext {
@@ -31,6 +34,8 @@ export interface HttpContext {
 /** The fastify app: every HTTP route of the broker, the /mqtt WebSocket, docs and the dashboard. */
 export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<FastifyInstance> {
   const app = Fastify({
+    // the server is then an https.Server; requests and replies are the same IncomingMessage/ServerResponse
+    ...(ctx.options.https !== undefined ? { https: ctx.options.https } : {}),
     loggerInstance: logger.child({ component: 'http' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.options.httpBodyLimit,
