@@ -179,7 +179,7 @@ function settingsPatch (body: SettingsBody): SettingsPatch {
  */
 function pushMessage (m: MessageBody, where: string, text: BodyText | undefined): PushMessage {
   if (m.payload === undefined) throw new InvalidArgument(`${where}: payload is required`)
-  const out: PushMessage = { payload: isPlainString(m.payload, m.encoding, text) ? `"${m.payload}"` : decodePayloadData(m.payload, m.encoding) }
+  const out: PushMessage = { payload: isPlainString(m.payload, m.encoding, text) ? `"${m.payload}"` : decodePayloadData(m.payload, m.encoding, where === 'message' ? 'payload' : `${where}.payload`) }
   // a JSON value's compact serialisation: a receiver can get these bytes back as is
   if (m.encoding === undefined || m.encoding === 'json') out.json = true
   if (m.delay !== undefined) out.delayMs = ms(m.delay)

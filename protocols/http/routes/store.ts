@@ -392,8 +392,8 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
       response: { 200: { type: 'object', properties: { etags: { type: 'array', items: { type: 'string' } } } } }
     }
   }, async (request, reply) => {
-    const entries = request.body.entries.map((e): MsetEntry => {
-      const entry: MsetEntry = { key: e.key, value: decodePayload(e.value, e.encoding), contentType: e.contentType ?? contentTypeFor(e.encoding) }
+    const entries = request.body.entries.map((e, i): MsetEntry => {
+      const entry: MsetEntry = { key: e.key, value: decodePayload(e.value, e.encoding, `entries[${i}].value`), contentType: e.contentType ?? contentTypeFor(e.encoding) }
       if (e.ttl !== undefined) entry.ttlMs = e.ttl * 1000
       return entry
     })

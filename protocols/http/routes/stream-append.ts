@@ -40,7 +40,7 @@ export function appendMessages (body: object, items: AppendItem[]): AppendMessag
       payload = packed !== null ? { bytes: packed, start: at, end: at + n } : `"${m.payload}"`
       at += n
     } else {
-      payload = decodePayloadData(m.payload, m.encoding)
+      payload = decodePayloadData(m.payload, m.encoding, items.length === 1 && items[0] === body ? 'payload' : `messages[${i}].payload`)
     }
     out[i] = { payload, key: m.key, headers: m.headers, dedupId: m.dedupId }
   }

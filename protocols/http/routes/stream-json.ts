@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import type { StreamEntry } from '../../../engines/stream/index.js'
+import { compactJsonValue } from '../payload.js'
 
 /**
  * The JSON of stream messages written straight into one buffer: exactly the bytes of
@@ -121,13 +122,9 @@ function writePayload (out: JsonWriter, bytes: Buffer): void {
     return
   }
   const text = bytes.toString('utf8')
-  if (mayBeJson(text.charCodeAt(0))) {
-    try {
-      if (JSON.stringify(JSON.parse(text)) === text) {
-        out.ascii('"payload":').bytes(bytes)
-        return
-      }
-    } catch { /* not JSON: a utf8 string */ }
+  if (mayBeJson(text.charCodeAt(0)) && compactJsonValue(text) !== undefined) {
+    out.ascii('"payload":').bytes(bytes)
+    return
   }
   out.ascii('"payload":').utf8(JSON.stringify(text)).ascii(',"encoding":"utf8"')
 }
