@@ -1,4 +1,5 @@
 import type { Scenario } from '../lib/types.js'
+import { authScenarios } from './auth.js'
 import { mqttScenarios } from './mqtt.js'
 import { queueScenarios } from './queue.js'
 import { storeScenarios } from './store.js'
@@ -10,4 +11,5 @@ export const scenarios: Scenario[] = [
   ...queueScenarios,
   ...storeScenarios,
   ...streamScenarios,
+  ...authScenarios,
 ]
