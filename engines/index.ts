@@ -4,6 +4,8 @@ import { systemClock, type Clock } from './clock.js'
 import { Store, type EvictionPolicy } from './store/store.js'
 import { StreamEngine } from './stream/streams.js'
 import { QueueEngine } from './queue/engine.js'
+import { Auth, type AuthLog } from './auth/auth.js'
+import type { AuthService } from './auth/types.js'
 
 /** What the engine core needs to start; src/config.ts's Config provides all of it. */
 export interface EngineOptions {
@@ -34,9 +36,15 @@ export interface EngineOptions {
   queueAutocreate?: boolean
   /** Called when background work nobody waits for (a queue's lease expiry, capture) fails; the broker logs it. */
   onBackgroundError?: (err: unknown, what: string) => void
+  /** The auth file (users, tokens, roles); undefined or '' = no auth, everyone allowed everything. */
+  authFile?: string
+  /** Where the auth engine reports loads, reloads, warnings of the file and failed background reloads. */
+  authLog?: AuthLog
 }
 
 export interface Engines {
+  /** Identity and ACL: the front-ends authenticate with it and ask its principals. */
+  auth: AuthService
   storage: Storage
   pubsub: PubSub
   store: Store
@@ -57,6 +65,9 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
     while (opened.length > 0) await opened.pop()!()
   }
   try {
+    // first: a malformed auth file stops the start before anything is opened
+    const auth = await Auth.open({ file: options.authFile, clock, log: options.authLog })
+    opened.push(() => { auth.close() })
     const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
     opened.push(async () => { await storage.close() })
     const pubsub = await PubSub.create(storage, { sysIntervalMs: options.mqttSysIntervalMs ?? 0, version: options.version })
@@ -79,6 +90,7 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
     opened.push(() => { store.close() })
     let closing = false
     return {
+      auth,
       storage,
       pubsub,
       store,
