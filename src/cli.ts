@@ -5,6 +5,7 @@ import { startBroker } from './server.js'
 import { checkSafeDefaults } from './safe-defaults.js'
 import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
+import { AuthFileError } from '../engines/auth/errors.js'
 
 async function main (): Promise<void> {
   let config: Config
@@ -40,6 +41,12 @@ async function main (): Promise<void> {
   try {
     broker = await startBroker(config, logger)
   } catch (err) {
+    if (err instanceof AuthFileError) {
+      logger.fatal({ file: err.file }, `invalid auth file: ${err.message}`)
+      logger.flush()
+      process.stderr.write(`tetra: invalid auth file: ${err.message.replace(/^auth file /, '')}\n`)
+      process.exit(2)
+    }
     if (err instanceof ConfigError) {
       // a setting whose file is missing or wrong (a TLS certificate): reported as the flags are
       logger.fatal(`invalid configuration: ${err.message}`)
@@ -87,11 +94,17 @@ async function main (): Promise<void> {
   }
   process.on('SIGTERM', () => { stop('SIGTERM') })
   process.on('SIGINT', () => { stop('SIGINT') })
-  // SIGHUP: reload what can change under a running broker (TLS certificates); each part logs what it refused
+  // SIGHUP: reload what can change under a running broker (TLS certificates, the auth file); each part logs
+  // what it refused, and a malformed auth file leaves the previous one in force
   process.on('SIGHUP', () => {
     if (stopping) return
     logger.info({ signal: 'SIGHUP' }, 'reloading')
-    broker.reload().catch((err: unknown) => { logger.error({ err }, 'reload failed') })
+    broker.reload().then(() => {
+      logger.info({ signal: 'SIGHUP', authGeneration: broker.engines.auth.generation }, 'reloaded')
+    }, (err: unknown) => {
+      if (err instanceof AuthFileError) logger.error({ file: err.file }, `reload failed, the previous auth file stays in force: ${err.message}`)
+      else logger.error({ err }, 'reload failed')
+    })
   })
 }
 

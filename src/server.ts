@@ -19,7 +19,10 @@ export interface Broker {
   httpAddress: { host: string, port: number }
   /** MQTT over TLS, when --tls-cert is set (the HTTP port then speaks HTTPS and WSS). */
   mqtts?: { host: string, port: number }
-  /** SIGHUP: reads the TLS files again (a broken set is refused and logged, the old one kept). */
+  /**
+   * SIGHUP: reads the TLS files again (a broken set is refused and logged, the old one kept) and the auth
+   * file (a malformed one rejects with AuthFileError and the old one stays in force).
+   */
   reload (): Promise<void>
   /** Graceful stop: stop accepting, close clients, flush and close storage. Safe to call twice. */
   close (): Promise<void>
@@ -39,7 +42,12 @@ function listen (server: Server, port: number, host: string): Promise<AddressInf
 export async function startBroker (config: Config, logger: Logger): Promise<Broker> {
   // before the data dir is opened: a missing or wrong certificate stops the start with a ConfigError
   const certificates = TlsCertificates.load(config, logger)
-  const engines = await createEngines({ ...config, version: packageVersion(), onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) } })
+  const engines = await createEngines({
+    ...config,
+    version: packageVersion(),
+    onBackgroundError: (err, what) => { logger.warn({ err }, `${what} failed`) },
+    authLog: (level, message, details) => { logger[level]({ ...details, component: 'auth' }, message) }
+  })
   let shuttingDown = false
   let http: FastifyInstance | undefined
   let mqttsServer: tls.Server | undefined
@@ -82,6 +90,7 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
       ...(mqttsAddress !== undefined ? { mqtts: { host: mqttsAddress.address, port: mqttsAddress.port } } : {}),
       async reload () {
         certificates?.reload()
+        await engines.auth.reload()
       },
       close () {
         closing ??= (async () => {
