@@ -50,7 +50,7 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
   })
   let shuttingDown = false
   let http: FastifyInstance | undefined
-  let mqttsServer: tls.Server | undefined
+  let mqtts: ReturnType<typeof createMqttTlsServer> | undefined
   const mqttServer = createMqttServer(engines.pubsub)
   engines.pubsub.broker.on('clientError', (client, err) => { logger.debug({ client: client.id, err: err.message }, 'mqtt client error') })
   engines.pubsub.broker.on('connectionError', (_client, err) => { logger.debug({ err: err.message }, 'mqtt connection error') })
@@ -69,9 +69,9 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     const mqttAddress = await listen(mqttServer, config.mqttPort, config.host)
     let mqttsAddress: AddressInfo | undefined
     if (certificates !== undefined) {
-      mqttsServer = createMqttTlsServer(engines.pubsub, certificates.serverOptions(), handshakeFailed('mqtt_tls'))
-      certificates.attach(mqttsServer)
-      mqttsAddress = await listen(mqttsServer, config.mqttsPort, config.host)
+      mqtts = createMqttTlsServer(engines.pubsub, certificates.serverOptions(), handshakeFailed('mqtt_tls'))
+      certificates.attach(mqtts.server)
+      mqttsAddress = await listen(mqtts.server, config.mqttsPort, config.host)
       // fastify built an https.Server from options.https
       if (http.server instanceof tls.Server) {
         certificates.attach(http.server)
@@ -98,11 +98,12 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
           // 1. stop accepting new MQTT connections; 2. close HTTP (SSE and WebSocket clients included);
           // 3. close MQTT clients through aedes; 4. flush and close LevelDB
           const mqttClosed = new Promise<void>(resolve => { mqttServer.close(() => { resolve() }) })
-          const tlsServer = mqttsServer
-          const mqttsClosed = new Promise<void>(resolve => { if (tlsServer === undefined) resolve(); else tlsServer.close(() => { resolve() }) })
+          const tlsListener = mqtts
+          const mqttsClosed = new Promise<void>(resolve => { if (tlsListener === undefined) resolve(); else tlsListener.server.close(() => { resolve() }) })
           await app.close()
           await engines.close()
           await mqttClosed
+          tlsListener?.destroySockets()
           await mqttsClosed
         })()
         return closing
@@ -111,7 +112,8 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     return broker
   } catch (err) {
     mqttServer.close()
-    mqttsServer?.close()
+    mqtts?.server.close()
+    mqtts?.destroySockets()
     await http?.close()
     await engines.close()
     throw err

@@ -29,6 +29,10 @@ export interface TestBroker extends Broker {
   url: string
   mqttUrl: string
   wsUrl: string
+  /** With tlsCert set: mqtts://127.0.0.1:port, https://127.0.0.1:port, wss://127.0.0.1:port/mqtt. */
+  mqttsUrl?: string
+  httpsUrl?: string
+  wssUrl?: string
   /** close() and remove the data directory */
   stop: () => Promise<void>
 }
@@ -46,6 +50,9 @@ export async function startTestBroker (overrides: Partial<Config> = {}, dataDir?
     url,
     mqttUrl: `mqtt://127.0.0.1:${broker.mqtt.port}`,
     wsUrl: `ws://127.0.0.1:${broker.httpAddress.port}/mqtt`,
+    ...(broker.mqtts !== undefined
+      ? { mqttsUrl: `mqtts://127.0.0.1:${broker.mqtts.port}`, httpsUrl: `https://127.0.0.1:${broker.httpAddress.port}`, wssUrl: `wss://127.0.0.1:${broker.httpAddress.port}/mqtt` }
+      : {}),
     stop: async () => {
       await broker.close()
       tmp?.remove()

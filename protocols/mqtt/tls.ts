@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import tls from 'node:tls'
 import type { PubSub } from '../../engines/pubsub/pubsub.js'
 
@@ -6,7 +7,7 @@ import type { PubSub } from '../../engines/pubsub/pubsub.js'
  * handshake is done, with Nagle off. The socket the bus gets is the TLSSocket itself, so a front-end can
  * read its client certificate (protocols/tls-identity.ts).
  */
-export function createMqttTlsServer (pubsub: PubSub, options: tls.TlsOptions, onHandshakeError: (err: Error, socket: tls.TLSSocket) => void): tls.Server {
+export function createMqttTlsServer (pubsub: PubSub, options: tls.TlsOptions, onHandshakeError: (err: Error, socket: tls.TLSSocket) => void): { server: tls.Server, destroySockets: () => void } {
   const server = tls.createServer({ ...options, noDelay: true }, socket => {
     socket.setNoDelay(true)
     pubsub.handle(socket)
@@ -14,5 +15,12 @@ export function createMqttTlsServer (pubsub: PubSub, options: tls.TlsOptions, on
   // A failed handshake (wrong CA on the client, plain MQTT on the TLS port) is the client's problem:
   // node destroys the socket; we only report it.
   server.on('tlsClientError', onHandshakeError)
-  return server
+  // Sockets the bus never saw as clients (mid-handshake, or no CONNECT yet) would hold server.close()
+  // open past shutdown; the bus closes its clients, these are destroyed after it.
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => { sockets.delete(socket) })
+  })
+  return { server, destroySockets: () => { for (const socket of sockets) socket.destroy() } }
 }
