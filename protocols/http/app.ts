@@ -7,20 +7,31 @@ import type { Logger } from 'pino'
 import type { Engines } from '../../engines/index.js'
 import type { Metrics } from '../metrics.js'
 import { errorHandler, problem, sendProblem } from './problem.js'
+import { clientErrorHandler, frameworkErrors, registerRequestChecks } from './client-errors.js'
 import { validatorCompiler } from './validation.js'
-import { registerMqttWebSocket, selectMqttSubprotocol } from '../mqtt/websocket.js'
+import { mqttWebSocketErrorHandler, registerMqttWebSocket, selectMqttSubprotocol } from '../mqtt/websocket.js'
 import { registerOpsRoutes } from './routes/ops.js'
 import { registerPubSubRoutes } from './routes/pubsub.js'
 import { registerStoreRoutes } from './routes/store.js'
 import { registerQueueRoutes } from './routes/queues.js'
 import { registerStreamRoutes } from './routes/streams.js'
 import { registerWebRoutes } from './routes/web.js'
+import { registerAuthRoutes } from './routes/auth.js'
+import { installHttpSecurity } from './auth/index.js'
+import { openApiTransform, SECURITY_SCHEMES } from './auth/openapi.js'
+import { peerCommonName } from '../tls-identity.js'
 
 export interface HttpOptions {
   httpBodyLimit: number
   sseHeartbeatMs: number
   /** HTTPS (and WSS on /mqtt) with these options (src/tls.ts) when set; plain HTTP when undefined. */
   https?: TlsOptions
+  /** Requests per second per principal (burst of the same size); more get 429; 0 = no limit. */
+  httpRateLimit?: number
+  /** Most SSE streams open at once per principal; more get 429. */
+  sseMaxStreams?: number
+  /** Origins allowed to call the API from a browser ('*' = any); none: same-origin only. */
+  corsOrigin?: readonly string[]
 }
 
 export interface HttpContext {
@@ -44,10 +55,14 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     // no child logger per request: nothing is logged per request but errors, which log their route
     childLoggerFactory: logger => logger,
     return503OnClosing: true,
-    forceCloseConnections: true
+    forceCloseConnections: true,
+    // errors before a route runs (parser, router) answer problem+json too (client-errors.ts)
+    clientErrorHandler,
+    frameworkErrors
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
+  registerRequestChecks(app)
   const observeUnmatched = ctx.metrics.httpRouteObserver('unmatched')
   app.setNotFoundHandler((request, reply) => {
     void sendProblem(reply, problem(404, `no route ${request.method} ${request.url.split('?')[0]}`))
@@ -66,18 +81,35 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     route.onResponse = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
   })
 
+  // before any route: every route's access declaration is compiled by its onRoute hook
+  const security = installHttpSecurity(app, {
+    auth: ctx.engines.auth,
+    security: ctx.metrics.security,
+    httpRateLimit: ctx.options.httpRateLimit ?? 0,
+    sseMaxStreams: ctx.options.sseMaxStreams ?? 100,
+    corsOrigin: ctx.options.corsOrigin ?? [],
+    tls: ctx.options.https !== undefined,
+    peerCommonName,
+    now: () => ctx.engines.clock.now()
+  })
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Tetra', description: 'One broker, four engines: pub/sub, store, queues, streams.', version: '1' }
-    }
+      info: { title: 'Tetra', description: 'One broker, four engines: pub/sub, store, queues, streams.', version: '1' },
+      components: { securitySchemes: SECURITY_SCHEMES }
+    },
+    transform: openApiTransform
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   // The WebSocket plugin adds an onRequest and an onResponse hook to every route of the scope it is
   // registered in: here that is only /mqtt, not every HTTP request of the broker.
   await app.register(async scope => {
-    await scope.register(websocket, { options: { maxPayload: 256 * 1024 * 1024, handleProtocols: selectMqttSubprotocol } })
-    registerMqttWebSocket(scope, ctx.engines.pubsub)
+    await scope.register(websocket, {
+      options: { maxPayload: 256 * 1024 * 1024, handleProtocols: selectMqttSubprotocol },
+      errorHandler: mqttWebSocketErrorHandler(ctx.metrics.security)
+    })
+    registerMqttWebSocket(scope, ctx.engines.pubsub, ctx.metrics.security)
   })
   registerOpsRoutes(app, ctx)
   registerPubSubRoutes(app, ctx)
@@ -86,7 +118,8 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   registerStoreRoutes(app, ctx)
   registerStreamRoutes(app, ctx)
   registerWebRoutes(app)
+  registerAuthRoutes(app, security)
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  app.get('/openapi.json', { schema: { hide: true }, config: { acl: { authenticated: 'the API document' } } }, async () => app.swagger())
   return app
 }

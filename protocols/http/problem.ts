@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { TetraError, type ErrorKind } from '../../engines/errors.js'
 
@@ -30,12 +31,15 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   411: 'Length Required',
   412: 'Precondition Failed',
   413: 'Content Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  417: 'Expectation Failed',
+  426: 'Upgrade Required',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
@@ -50,6 +54,21 @@ export function problem (status: number, detail: string, extra: Record<string, u
 
 export function sendProblem (reply: FastifyReply, p: Problem): FastifyReply {
   return reply.code(p.status).type('application/problem+json').send(p)
+}
+
+export function problemJson (p: Problem): string {
+  return JSON.stringify(p)
+}
+
+/**
+ * A whole HTTP/1.1 answer carrying the problem, for a raw socket (errors before any request object
+ * exists); the connection is closed after it.
+ */
+export function rawProblemResponse (p: Problem, headers: Record<string, string> = {}): string {
+  const body = problemJson(p)
+  const lines = [`HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? p.title}`, 'Connection: close', 'Content-Type: application/problem+json', `Content-Length: ${Buffer.byteLength(body)}`]
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`)
+  return lines.join('\r\n') + '\r\n\r\n' + body
 }
 
 /** Maps any thrown error to a problem: engine errors by kind, fastify's own client errors by status. */

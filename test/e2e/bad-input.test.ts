@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import net from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
 import mqtt from 'mqtt'
-import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config.js'
+import { startBroker, type Broker } from '../../src/server.js'
+import { startTestBroker, tempDir, waitFor, type TestBroker } from '../helpers.js'
 
 let broker: TestBroker
 beforeAll(async () => { broker = await startTestBroker({ httpBodyLimit: 64 * 1024 }) })
@@ -98,5 +103,77 @@ describe('bad input on HTTP gets problem+json 4xx', () => {
 
   it('still serves ordinary clients afterwards', async () => {
     await ordinaryRoundTrip()
+  })
+})
+
+describe('invalid WebSocket frames on /mqtt are the client\'s bad input, not an operator alarm', () => {
+  /** A broker whose log lines are kept, at debug level, to see what an operator would see. */
+  async function brokerWithLog (): Promise<{ broker: Broker, lines: Array<{ level: number, msg?: string }>, remove: () => void }> {
+    const tmp = tempDir()
+    const lines: Array<{ level: number, msg?: string }> = []
+    const destination = new Writable({
+      write (chunk: Buffer, _encoding, callback) {
+        for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as { level: number, msg?: string })
+        callback()
+      }
+    })
+    const { config } = loadConfig([], {})
+    const broker = await startBroker({ ...config, mqttPort: 0, httpPort: 0, dataDir: tmp.dir, logLevel: 'debug' }, pino({ level: 'debug' }, destination))
+    return { broker, lines, remove: tmp.remove }
+  }
+
+  /** A raw socket upgraded to WebSocket on /mqtt (RFC 6455 4.1), the 101 answer read. */
+  async function upgraded (port: number): Promise<net.Socket> {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => { /* the broker may reset it */ })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    socket.write('GET /mqtt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n`)
+    let head = ''
+    await new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        head += chunk.toString('latin1')
+        if (!head.includes('\r\n\r\n')) return
+        socket.off('data', onData)
+        if (head.startsWith('HTTP/1.1 101')) resolve()
+        else reject(new Error(`no upgrade: ${head}`))
+      }
+      socket.on('data', onData)
+    })
+    return socket
+  }
+
+  const masked = (first: number, payload: Buffer): Buffer => {
+    const mask = randomBytes(4)
+    return Buffer.concat([Buffer.from([first, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))])
+  }
+
+  it('RFC 6455 5.2/5.1: a reserved opcode and an unmasked client frame close that socket, are counted, and log no error', async () => {
+    const { broker, lines, remove } = await brokerWithLog()
+    try {
+      const frames: Array<[string, Buffer]> = [
+        ['reserved opcode 0x3', masked(0x83, Buffer.from('hi'))],
+        ['unmasked binary frame', Buffer.from([0x82, 0x02, 0x10, 0x00])],
+        ['reserved bit RSV2 set', masked(0xa2, Buffer.from([0x10, 0x00]))],
+        ['close frame with an invalid code', masked(0x88, Buffer.from([0x03, 0xe7]))]
+      ]
+      for (const [what, frame] of frames) {
+        const socket = await upgraded(broker.httpAddress.port)
+        const closed = new Promise<void>(resolve => socket.once('close', () => { resolve() }))
+        socket.write(frame)
+        await closed
+        expect(socket.destroyed, what).toBe(true)
+      }
+      const metrics = await (await fetch(`http://127.0.0.1:${broker.httpAddress.port}/metrics`)).text()
+      expect(metrics).toMatch(new RegExp(`tetra_bad_input_total\\{transport="mqtt_ws"\\} ${frames.length}\\b`))
+      expect(lines.filter(l => l.level >= 50)).toEqual([])
+      expect(lines.some(l => l.level === 20 && /WebSocket/.test(l.msg ?? ''))).toBe(true)
+      // and MQTT over WebSocket still works
+      const client = await mqtt.connectAsync(`ws://127.0.0.1:${broker.httpAddress.port}/mqtt`, { reconnectPeriod: 0 })
+      await client.endAsync()
+    } finally {
+      await broker.close()
+      remove()
+    }
   })
 })
