@@ -6,13 +6,20 @@ import { checkSafeDefaults } from './safe-defaults.js'
 import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
 import { AuthFileError } from '../engines/auth/errors.js'
+import { COMMANDS_HELP, isCommand, runCommand } from './commands/index.js'
 
 async function main (): Promise<void> {
+  // `tetra passwd ...`, `tetra token ...`: commands that edit the auth file, without the broker's settings
+  const command = process.argv[2]
+  if (isCommand(command)) {
+    process.exitCode = await runCommand(command, process.argv.slice(3))
+    return
+  }
   let config: Config
   try {
     const loaded = loadConfig(process.argv.slice(2))
     if (loaded.help) {
-      process.stdout.write(helpText(packageVersion()) + '\n')
+      process.stdout.write(helpText(packageVersion()) + '\n\n' + COMMANDS_HELP + '\n')
       return
     }
     if (loaded.version) {

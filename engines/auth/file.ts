@@ -53,6 +53,13 @@ const RULE_KEYS = ['resource', 'pattern', 'actions', 'effect']
 /** ISO 8601 date, or date and time with a zone (a time without a zone would depend on the server's). */
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/
 
+/** Milliseconds since the epoch of an ISO 8601 date as the auth file takes it, or null. */
+export function parseIsoDate (text: string): number | null {
+  if (!ISO_DATE.test(text)) return null
+  const ms = Date.parse(text)
+  return Number.isNaN(ms) ? null : ms
+}
+
 const show = (v: unknown): string => JSON.stringify(v) ?? String(v)
 const typeName = (v: unknown): string => v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -136,8 +143,8 @@ export function parseAuthFile (text: string, file: string): ParsedAuthFile {
       let expiresAt: number | null = null
       if (token.expiresAt !== undefined && token.expiresAt !== null) {
         const at = token.expiresAt
-        const ms = typeof at === 'string' && ISO_DATE.test(at) ? Date.parse(at) : NaN
-        if (Number.isNaN(ms)) fail(`${where}.expiresAt`, `${show(at)} is not an ISO 8601 date (like 2030-01-31 or 2030-01-31T12:00:00Z) or null`)
+        const ms = typeof at === 'string' ? parseIsoDate(at) : null
+        if (ms === null) return fail(`${where}.expiresAt`, `${show(at)} is not an ISO 8601 date (like 2030-01-31 or 2030-01-31T12:00:00Z) or null`)
         expiresAt = ms
       }
       const entry: TokenEntry = { name, hash, roles: roleList(token.roles, `${where}.roles`), expiresAt }

@@ -158,6 +158,8 @@ export class OpenPrincipal implements Principal {
   canSubscribe (): boolean { return true }
   canPrefix (): boolean { return true }
   summary (): PrincipalSummary {
-    return { name: null, kind: 'open', roles: [], rules: [{ resource: 'topic', pattern: '#', actions: ['publish', 'subscribe'], effect: 'allow' }], expiresAt: null }
+    const rules = (Object.keys(ACTIONS) as ResourceKind[]).map(resource =>
+      ({ resource, pattern: resource === 'topic' ? '#' : '*', actions: [...ACTIONS[resource]], effect: 'allow' as const }))
+    return { name: null, kind: 'open', roles: [], rules, expiresAt: null }
   }
 }
