@@ -294,7 +294,7 @@ export class Auth implements AuthService {
         this.notify()
       }
       this.scheduleExpiry()
-    }, Math.min(next - now + 1, MAX_TIMER_MS))
+    }, Math.min(next - now, MAX_TIMER_MS))
   }
 
   private notify (): void {

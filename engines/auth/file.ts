@@ -1,6 +1,7 @@
 import { ACTIONS, type ResourceKind } from './types.js'
 import { AuthFileError } from './errors.js'
 import { isTokenHash, parsePasswordHash, type ParsedPasswordHash } from './hash.js'
+import { findJsonError } from './json-error.js'
 import { namePatternProblem, topicFilterProblem } from './patterns.js'
 
 /**
@@ -78,11 +79,10 @@ export function parseAuthFile (text: string, file: string): ParsedAuthFile {
   let json: unknown
   try {
     json = JSON.parse(text)
-  } catch (err) {
-    const message = (err as Error).message
-    const at = /at position (\d+)/.exec(message)
-    const { line, column } = lineColumn(text, at !== null ? Number(at[1]) : text.length)
-    fail('', `not valid JSON at line ${line}, column ${column}: ${message.replace(/ in JSON at position \d+.*$/, '')}`)
+  } catch {
+    const { offset, problem } = findJsonError(text)
+    const { line, column } = lineColumn(text, offset)
+    fail('', `not valid JSON at line ${line}, column ${column}: ${problem}`)
   }
   if (!isObject(json)) return fail('', `must be a JSON object ({"users": [...], "tokens": [...], "roles": {...}, "anonymous": [...]}), not ${typeName(json)}`)
   const unknown = (obj: Record<string, unknown>, allowed: string[], where: string): void => {

@@ -40,7 +40,8 @@ export function covers (pattern: Levels, filter: Levels): boolean {
     if (p === '#') return true
     const f = filter[i]
     if (p === undefined || f === undefined) return p === f
-    if (f === '#') return false
+    // a filter's # covers a pattern's + only as the whole filter `#` against `+/#` (both: every non-$ topic)
+    if (f === '#') return i === 0 && p === '+' && pattern[1] === '#' && pattern.length === 2
     if (p === '+') continue
     if (f === '+' || p !== f) return false
   }
