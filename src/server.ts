@@ -63,7 +63,14 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     http = await buildHttpApp({
       engines,
       metrics,
-      options: { httpBodyLimit: config.httpBodyLimit, sseHeartbeatMs: config.sseHeartbeatMs, https: certificates?.serverOptions() },
+      options: {
+        httpBodyLimit: config.httpBodyLimit,
+        sseHeartbeatMs: config.sseHeartbeatMs,
+        https: certificates?.serverOptions(),
+        httpRateLimit: config.httpRateLimit,
+        sseMaxStreams: config.sseMaxStreams,
+        corsOrigin: config.corsOrigin
+      },
       isShuttingDown: () => shuttingDown
     }, logger)
     const mqttAddress = await listen(mqttServer, config.mqttPort, config.host)

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { SseSession } from './auth/sse-sessions.js'
 
 export interface SseEvent {
   /** The `id:` line: what a reconnecting client sends back as Last-Event-ID. */
@@ -20,8 +21,17 @@ export class SseStream {
   private ended = false
   /** Events written so far (for metrics and tests). */
   sent = 0
+  /** Its place among the principal's open streams (--sse-max-streams, revocation); see auth/sse-sessions.ts. */
+  private readonly session: SseSession | undefined
 
+  /** Throws TooManyRequests (429, before the reply is taken over) past --sse-max-streams for the principal. */
   constructor (request: FastifyRequest, reply: FastifyReply, heartbeatMs: number) {
+    const sessions = request.server.httpSecurity?.sessions
+    this.session = sessions?.open(request, this)
+    if (sessions !== undefined && this.session !== undefined) {
+      const session = this.session
+      this.closeCallbacks.push(() => { sessions.close(session) })
+    }
     reply.hijack()
     this.raw = reply.raw
     this.raw.writeHead(200, {
@@ -39,6 +49,15 @@ export class SseStream {
   }
 
   get closed (): boolean { return this.ended }
+
+  /**
+   * Whether an event about `name` (a topic, a key) may go to this stream's principal, by the rule its
+   * route declared (a deny inside an allowed wildcard or prefix is honoured at delivery); true when the
+   * route declares no delivery rule or there is no auth file.
+   */
+  permits (name: string): boolean {
+    return this.session === undefined || this.session.permits(name)
+  }
 
   /** Registers cleanup; runs at once if the stream has already ended. */
   onClose (fn: () => void | Promise<void>): void {

@@ -30,6 +30,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
   const { pubsub } = ctx.engines
 
   app.post<{ Body: PublishBody }>('/v1/pubsub/publish', {
+    config: { acl: { resource: 'topic', action: 'publish', name: { one: 'body', field: 'topic' } } },
     schema: {
       tags: ['pubsub'],
       summary: 'Publish a message to an MQTT topic',
@@ -66,6 +67,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
   } as const
 
   app.get<{ Querystring: FilterQuery }>('/v1/pubsub/subscribe', {
+    config: { acl: { resource: 'topic', action: 'subscribe', name: { filters: 'query', field: 'filter' }, deliver: true, ticket: true } },
     schema: {
       tags: ['pubsub'],
       summary: 'Subscribe to topic filters over Server-Sent Events',
@@ -81,7 +83,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
     // live messages that arrive while retained ones are being read wait here, to keep retained first
     let backlog: BusMessage[] | null = []
     const send = (m: BusMessage): void => {
-      if (sse.closed) return
+      if (sse.closed || !sse.permits(m.topic)) return
       if (reply.raw.writableLength > SSE_MAX_BUFFERED_BYTES) return
       sse.send({ data: JSON.stringify(messageJson(m)) })
       ctx.metrics.sseEvents.pubsub++
@@ -100,6 +102,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.get<{ Querystring: { filter: string[] } }>('/v1/pubsub/retained', {
+    config: { acl: { resource: 'topic', action: 'subscribe', name: { filters: 'query', field: 'filter' }, results: { array: 'messages', field: 'topic' } } },
     schema: {
       tags: ['pubsub'],
       summary: 'Retained messages whose topics match the filters',

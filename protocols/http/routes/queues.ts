@@ -7,6 +7,7 @@ import { InvalidArgument } from '../../../engines/errors.js'
 import { decodePayloadData, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
 import { bodyTextOf, isPlainString, registerBodyTextParser, type BodyText } from '../body-text.js'
 import { problem, sendProblem } from '../problem.js'
+import { QUEUE_ANY } from '../auth/declare.js'
 
 /**
  * /v1/queues: durable job queues. Durations in bodies and answers are seconds (fractions allowed, like
@@ -304,6 +305,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
 
   app.put<{ Params: NameParams, Body: SettingsBody | undefined }>('/v1/queues/:name', {
     preValidation: emptyBodyIsEmptyObject,
+    config: { acl: { resource: 'queue', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Create a queue or change its settings',
@@ -318,6 +320,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.get('/v1/queues', {
+    config: { acl: { resource: 'queue', action: QUEUE_ANY, results: { array: 'queues', field: 'name' } } },
     schema: {
       tags,
       summary: 'All queues with their settings and counts',
@@ -326,10 +329,12 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   }, async () => ({ queues: queues.list().map(queueJson) }))
 
   app.get<{ Params: NameParams }>('/v1/queues/:name', {
+    config: { acl: { resource: 'queue', action: QUEUE_ANY, name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'A queue\'s settings and counts', params: nameParams, response: { 200: queueOut } }
   }, async (request) => queueJson(queues.info(request.params.name)))
 
   app.delete<{ Params: NameParams }>('/v1/queues/:name', {
+    config: { acl: { resource: 'queue', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'Delete a queue and all its messages', params: nameParams }
   }, async (request, reply) => {
     await queues.delete(request.params.name)
@@ -341,6 +346,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
     registerBodyTextParser(scope)
 
     scope.post<{ Params: NameParams, Body: PushBody }>('/v1/queues/:name/messages', {
+      config: { acl: { resource: 'queue', action: 'push', name: { one: 'params', field: 'name' } } },
       schema: {
         tags,
         summary: 'Push one message, or up to 1000 with {messages:[...]}',
@@ -379,6 +385,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.delete<{ Params: NameParams }>('/v1/queues/:name/messages', {
+    config: { acl: { resource: 'queue', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Purge ready and delayed messages (leased ones stay with their consumers)',
@@ -389,6 +396,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
 
   app.post<{ Params: NameParams, Body: { max?: number, wait?: number, visibilityTimeout?: number } | undefined }>('/v1/queues/:name/receive', {
     preValidation: emptyBodyIsEmptyObject,
+    config: { acl: { resource: 'queue', action: 'receive', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Receive (lease) messages; long-poll with wait',
@@ -418,6 +426,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.post<{ Params: NameParams, Body: { receipts: string[] } }>('/v1/queues/:name/ack', {
+    config: { acl: { resource: 'queue', action: 'receive', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Acknowledge (delete) received messages',
@@ -429,6 +438,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   }, async (request, reply) => await sendResults(reply, await queues.ack(request.params.name, request.body.receipts)))
 
   app.post<{ Params: NameParams, Body: { receipts: string[], delay?: number, dead?: boolean, reason?: string } }>('/v1/queues/:name/nack', {
+    config: { acl: { resource: 'queue', action: 'receive', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Give messages back: ready again (after delay or the back-off), or dead-lettered',
@@ -453,6 +463,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.post<{ Params: NameParams, Body: { receipts: string[], visibilityTimeout: number } }>('/v1/queues/:name/extend', {
+    config: { acl: { resource: 'queue', action: 'receive', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Extend leases (heartbeat for long jobs): visible again visibilityTimeout seconds from now',
@@ -471,6 +482,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.get<{ Params: NameParams, Querystring: { limit?: number, cursor?: string } }>('/v1/queues/:name/dead', {
+    config: { acl: { resource: 'queue', action: ['receive', 'admin'], name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Dead letters, with the reason, deliveries and last error; page with cursor',
@@ -489,6 +501,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
 
   app.post<{ Params: NameParams, Body: { ids?: string[] } | undefined }>('/v1/queues/:name/dead/redrive', {
     preValidation: emptyBodyIsEmptyObject,
+    config: { acl: { resource: 'queue', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Move dead letters back to ready (the ids given, or all), deliveries reset',
@@ -503,6 +516,7 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
   }, async (request) => await queues.redrive(request.params.name, request.body?.ids))
 
   app.delete<{ Params: NameParams }>('/v1/queues/:name/dead', {
+    config: { acl: { resource: 'queue', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Purge the dead letters',

@@ -140,6 +140,18 @@ function contentTypeFor (encoding: PayloadEncoding | undefined): string {
   return 'application/json'
 }
 
+/** POST /v1/store/keys/{key}/{action}: the key and the action (incr, ttl) of the wildcard path. */
+function splitKeyAction (path: string): { key: string, action: string } {
+  const slash = path.lastIndexOf('/')
+  return { key: path.slice(0, slash), action: slash > 0 ? path.slice(slash + 1) : '' }
+}
+
+const wildcardOf = (request: FastifyRequest): string => (request.params as Record<string, string | undefined>)['*'] ?? ''
+
+/** The ACL declarations of the key routes: the key is the wildcard of the path. */
+const READ_KEY = { resource: 'store', action: 'read', name: { one: 'params', field: '*' } } as const
+const WRITE_KEY = { resource: 'store', action: 'write', name: { one: 'params', field: '*' } } as const
+
 function keyParam (request: FastifyRequest): string {
   const key = (request.params as Record<string, string | undefined>)['*'] ?? ''
   if (key.length === 0) throw new InvalidArgument('the key is missing from the path: /v1/store/keys/{key}')
@@ -162,6 +174,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
 
     scope.put<{ Querystring: PutQuery }>('/v1/store/keys/*', {
       bodyLimit: store.maxValueBytes,
+      config: { acl: WRITE_KEY },
       schema: {
         tags: ['store'],
         summary: 'Set a key: the request body is the value, stored byte for byte with its content type',
@@ -207,6 +220,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.get('/v1/store/keys/*', {
+    config: { acl: READ_KEY },
     schema: {
       tags: ['store'],
       summary: 'Get a key: the value with its content type, ETag, and the seconds left in Tetra-TTL',
@@ -227,6 +241,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.delete('/v1/store/keys/*', {
+    config: { acl: WRITE_KEY },
     schema: {
       tags: ['store'],
       summary: 'Delete a key',
@@ -249,6 +264,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   app.post<{ Body: KeyActionBody | undefined }>('/v1/store/keys/*', {
     // incr needs no body at all: an absent body counts as {}
     preValidation: async (request) => { if (request.body === undefined || request.body === null) request.body = {} },
+    config: { acl: { resource: 'store', action: 'write', name: { resolve: request => ({ name: splitKeyAction(wildcardOf(request)).key }), doc: 'the key of the path before /incr or /ttl' } } },
     schema: {
       tags: ['store'],
       summary: 'POST /v1/store/keys/{key}/incr {by?} -> {value}; POST /v1/store/keys/{key}/ttl {ttl: seconds | null}',
@@ -263,11 +279,8 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
       }
     }
   }, async (request) => {
-    const path = keyParam(request)
     const body = request.body ?? {}
-    const slash = path.lastIndexOf('/')
-    const action = slash > 0 ? path.slice(slash + 1) : ''
-    const key = path.slice(0, slash)
+    const { key, action } = splitKeyAction(keyParam(request))
     if (action === 'incr') {
       if (body.ttl !== undefined) throw new InvalidArgument('incr takes {by?}; set a TTL with POST /v1/store/keys/{key}/ttl')
       const { value, revision } = store.incr(key, body.by ?? 1)
@@ -282,6 +295,14 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.get<{ Querystring: ScanQuery }>('/v1/store/keys', {
+    config: {
+      acl: {
+        resource: 'store',
+        action: 'read',
+        name: { resolve: request => scanPrefix(store, request.query as ScanQuery), doc: 'every key starting with query.prefix, or under the prefix of query.index' },
+        results: { array: 'keys', field: 'key' }
+      }
+    },
     schema: {
       tags: ['store'],
       summary: 'List keys by prefix (stable cursor), or by an index value',
@@ -312,6 +333,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.post<{ Body: { keys: string[] } }>('/v1/store/mget', {
+    config: { acl: { resource: 'store', action: 'read', name: { each: 'body', field: 'keys' } } },
     schema: {
       tags: ['store'],
       summary: 'Get many keys: values in the order asked, null for missing ones',
@@ -359,6 +381,7 @@ export function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.post<{ Body: MsetBody }>('/v1/store/mset', {
+    config: { acl: { resource: 'store', action: 'write', name: { each: 'body', field: 'entries', key: 'key' } } },
     schema: {
       tags: ['store'],
       summary: 'Set many keys at once: all or nothing',
@@ -428,6 +451,7 @@ function registerWatchRoute (app: FastifyInstance, ctx: HttpContext): void {
   const { store, clock } = ctx.engines
 
   app.get<{ Querystring: WatchQuery }>('/v1/store/watch', {
+    config: { acl: { resource: 'store', action: 'read', name: { prefix: 'query', field: 'prefix' }, deliver: true, ticket: true } },
     schema: {
       tags: ['store'],
       summary: 'Watch changes under a prefix over Server-Sent Events, resumable with Last-Event-ID',
@@ -453,7 +477,7 @@ function registerWatchRoute (app: FastifyInstance, ctx: HttpContext): void {
     let lagging = false
     const deliver = (e: StoreEvent): void => {
       seen = e.revision
-      if (!e.key.startsWith(prefix)) return
+      if (!e.key.startsWith(prefix) || !sse.permits(e.key)) return
       sse.send({ id: String(e.revision), event: e.type, data: eventJson(e, withValues, clock.now()) })
       ctx.metrics.sseEvents.store++
     }
@@ -491,8 +515,27 @@ function registerWatchRoute (app: FastifyInstance, ctx: HttpContext): void {
   })
 }
 
+/** The prefix of the keys an index covers, for the ACL; '' (the whole store) when there is no such index. */
+function prefixOfIndex (store: Store, name: unknown): string {
+  if (typeof name !== 'string') return ''
+  try {
+    return store.getIndex(name).prefix
+  } catch {
+    return ''
+  }
+}
+
+/** A scan: the keys under `prefix`, or those under the prefix of the index queried. */
+function scanPrefix (store: Store, query: ScanQuery): { prefix: string } {
+  return { prefix: query.index !== undefined ? prefixOfIndex(store, query.index) : query.prefix ?? '' }
+}
+
 function registerIndexRoutes (app: FastifyInstance, ctx: HttpContext): void {
   const { store } = ctx.engines
+  const indexPrefix = {
+    resolve: (request: FastifyRequest) => ({ prefix: prefixOfIndex(store, (request.params as { name?: unknown }).name) }),
+    doc: 'every key under the prefix of the index params.name'
+  }
   const nameParams = {
     type: 'object',
     required: ['name'],
@@ -511,6 +554,7 @@ function registerIndexRoutes (app: FastifyInstance, ctx: HttpContext): void {
   } as const
 
   app.put<{ Params: { name: string }, Body: { prefix?: string, field: string } }>('/v1/store/indexes/:name', {
+    config: { acl: { resource: 'store', action: 'write', name: { prefix: 'body', field: 'prefix' } } },
     schema: {
       tags: ['store'],
       summary: 'Create or replace a JSON-field index over the keys under a prefix',
@@ -530,6 +574,7 @@ function registerIndexRoutes (app: FastifyInstance, ctx: HttpContext): void {
   })
 
   app.get('/v1/store/indexes', {
+    config: { acl: { resource: 'store', action: 'read', results: { array: 'indexes', field: 'prefix', prefix: true } } },
     schema: {
       tags: ['store'],
       summary: 'List the JSON-field indexes',
@@ -538,10 +583,12 @@ function registerIndexRoutes (app: FastifyInstance, ctx: HttpContext): void {
   }, async () => ({ indexes: store.listIndexes() }))
 
   app.get<{ Params: { name: string } }>('/v1/store/indexes/:name', {
+    config: { acl: { resource: 'store', action: 'read', name: indexPrefix } },
     schema: { tags: ['store'], summary: 'One JSON-field index', params: nameParams, response: { 200: indexSchema } }
   }, async (request) => store.getIndex(request.params.name))
 
   app.delete<{ Params: { name: string } }>('/v1/store/indexes/:name', {
+    config: { acl: { resource: 'store', action: 'write', name: indexPrefix } },
     schema: { tags: ['store'], summary: 'Delete a JSON-field index', params: nameParams }
   }, async (request, reply) => {
     store.deleteIndex(request.params.name)

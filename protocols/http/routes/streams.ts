@@ -8,6 +8,7 @@ import { appendMessages, type AppendItem } from './stream-append.js'
 import { registerBodyTextParser } from '../body-text.js'
 import { lastEventId, SseStream } from '../sse.js'
 import { JsonWriter, pageJson, writeSseEvent } from './stream-json.js'
+import { STREAM_ANY } from '../auth/declare.js'
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } as const
 const streamParams = { type: 'object', required: ['name'], properties: { name: NAME } } as const
@@ -156,6 +157,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   const tags = ['streams']
 
   app.put<{ Params: { name: string }, Body: SettingsBody }>('/v1/streams/:name', {
+    config: { acl: { resource: 'stream', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Create a stream or replace its settings',
@@ -172,14 +174,17 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.get('/v1/streams', {
+    config: { acl: { resource: 'stream', action: STREAM_ANY, results: { array: 'streams', field: 'name' } } },
     schema: { tags, summary: 'List streams with their settings, offsets, counts and sizes' }
   }, async () => ({ streams: streams.list().map(infoJson) }))
 
   app.get<{ Params: { name: string } }>('/v1/streams/:name', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'A stream: settings, first/last offset, count, bytes, groups', params: streamParams }
   }, async (request) => infoJson(streams.info(request.params.name)))
 
   app.delete<{ Params: { name: string } }>('/v1/streams/:name', {
+    config: { acl: { resource: 'stream', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'Delete a stream, its groups and its data', params: streamParams }
   }, async (request, reply) => {
     await streams.delete(request.params.name)
@@ -191,6 +196,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
     registerBodyTextParser(scope)
 
     scope.post<{ Params: { name: string }, Body: AppendBody }>('/v1/streams/:name/messages', {
+      config: { acl: { resource: 'stream', action: 'append', name: { one: 'params', field: 'name' } } },
       schema: {
         tags,
         summary: 'Append one message or a batch (up to 1000)',
@@ -235,6 +241,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
 
   app.get<{ Params: { name: string }, Querystring: ReadQuery }>('/v1/streams/:name/messages', {
     serializerCompiler: plainJson,
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Read messages from an offset, the start, the end or a time',
@@ -266,6 +273,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.get<{ Params: { name: string }, Querystring: ReadQuery }>('/v1/streams/:name/tail', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' }, ticket: true } },
     schema: {
       tags,
       summary: 'Follow a stream over Server-Sent Events',
@@ -331,6 +339,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   // ---- consumer groups ------------------------------------------------------------------------
 
   app.put<{ Params: { name: string, group: string }, Body: GroupBody }>('/v1/streams/:name/groups/:group', {
+    config: { acl: { resource: 'stream', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Create a consumer group or update its settings',
@@ -352,14 +361,17 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.get<{ Params: { name: string } }>('/v1/streams/:name/groups', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'Consumer groups with committed offset, pending, lag, dead letters and recent readers', params: streamParams }
   }, async (request) => ({ groups: streams.listGroups(request.params.name).map(groupJson) }))
 
   app.get<{ Params: { name: string, group: string } }>('/v1/streams/:name/groups/:group', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'One consumer group', params: groupParams }
   }, async (request) => groupJson(streams.getGroup(request.params.name, request.params.group).info()))
 
   app.delete<{ Params: { name: string, group: string } }>('/v1/streams/:name/groups/:group', {
+    config: { acl: { resource: 'stream', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: { tags, summary: 'Delete a consumer group', params: groupParams }
   }, async (request, reply) => {
     await streams.deleteGroup(request.params.name, request.params.group)
@@ -368,6 +380,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
 
   app.post<{ Params: { name: string, group: string }, Body: { max?: number, wait?: number, consumer?: string } }>('/v1/streams/:name/groups/:group/receive', {
     serializerCompiler: plainJson,
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Receive messages for one reader of the group, under a lease',
@@ -392,6 +405,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.post<{ Params: { name: string, group: string }, Body: { offsets: number[] } }>('/v1/streams/:name/groups/:group/ack', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Acknowledge single offsets',
@@ -402,6 +416,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   }, async (request) => await streams.ack(request.params.name, request.params.group, request.body.offsets))
 
   app.post<{ Params: { name: string, group: string }, Body: { offset: number } }>('/v1/streams/:name/groups/:group/commit', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Acknowledge everything up to and including an offset',
@@ -413,6 +428,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   }, async (request) => await streams.commit(request.params.name, request.params.group, request.body.offset))
 
   app.get<{ Params: { name: string, group: string }, Querystring: { from?: number, limit?: number } }>('/v1/streams/:name/groups/:group/dead', {
+    config: { acl: { resource: 'stream', action: 'read', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Dead letters of the group (messages delivered maxDeliveries times without an ack)',
@@ -433,6 +449,7 @@ export function registerStreamRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   app.post<{ Params: { name: string, group: string }, Body: { offsets?: number[] } }>('/v1/streams/:name/groups/:group/dead/redrive', {
+    config: { acl: { resource: 'stream', action: 'admin', name: { one: 'params', field: 'name' } } },
     schema: {
       tags,
       summary: 'Deliver dead letters again (all, or the given offsets) with a fresh delivery count',

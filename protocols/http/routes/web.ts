@@ -18,5 +18,5 @@ function findWebDir (): string | undefined {
 export function registerWebRoutes (app: FastifyInstance): void {
   const webDir = findWebDir()
   const page = webDir !== undefined ? readFileSync(join(webDir, 'index.html')) : Buffer.from('<!doctype html><title>Tetra</title><h1>Tetra</h1>')
-  app.get('/', { schema: { hide: true } }, async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page))
+  app.get('/', { schema: { hide: true }, config: { acl: { resource: 'system', action: 'dashboard', name: { fixed: 'dashboard' } } } }, async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page))
 }
