@@ -35,7 +35,20 @@ export interface MqttPacket {
 interface ClientRef { id: string, clean?: boolean }
 interface SubscriptionIn { topic: string, qos: number, rh?: number, rap?: number, nl?: boolean, subscriptionIdentifier?: number }
 type SubscriptionRecord = Omit<SubscriptionIn, 'topic'>
-interface BrokerRef { id: string }
+/** The aedes broker: its id, and its connected clients by client id. */
+interface BrokerRef { id: string, clients?: Record<string, unknown> }
+
+export interface PersistenceOptions {
+  /** Most levels of a topic the subscription trie takes (qlobber's max_words; default 100). */
+  maxTopicLevels?: number
+  /**
+   * Most QoS 1/2 messages queued for one persistent session whose client is not connected (Mosquitto's
+   * max_queued_messages); at the cap the oldest queued publish is dropped, in LevelDB too. 0 or absent: none.
+   */
+  maxQueued?: number
+  /** Called once per message dropped at the cap. */
+  onQueueDrop?: () => void
+}
 interface Queued { seq: number, packet: MqttPacket }
 
 const TOPICS = { separator: '/', wildcard_one: '+', wildcard_some: '#' }
@@ -124,7 +137,8 @@ export function decodePacket (bytes: Buffer): MqttPacket {
 export class DurableMqttPersistence {
   private readonly retainedByTopic = new Map<string, MqttPacket>()
   private readonly subscriptions = new Map<string, Map<string, SubscriptionRecord>>()
-  private readonly trie = new QlobberSub(TOPICS)
+  private readonly trie: QlobberSub
+  private readonly topics: typeof TOPICS & { max_words: number }
   private readonly outgoing = new Map<string, Queued[]>()
   private readonly incoming = new Map<string, Map<number, MqttPacket>>()
   private readonly wills = new Map<string, MqttPacket>()
@@ -134,11 +148,14 @@ export class DurableMqttPersistence {
   private brokerRef: BrokerRef = { id: '' }
   private destroyed = false
 
-  private constructor (private readonly storage: Storage, private readonly partition: Partition) {}
+  private constructor (private readonly storage: Storage, private readonly partition: Partition, private readonly options: PersistenceOptions) {
+    this.topics = { ...TOPICS, max_words: Math.max(options.maxTopicLevels ?? 100, 100) }
+    this.trie = new QlobberSub(this.topics)
+  }
 
   /** Opens the persistence of the data directory, with everything a previous run left. */
-  static async open (storage: Storage): Promise<DurableMqttPersistence> {
-    const p = new DurableMqttPersistence(storage, storage.partition('mqtt'))
+  static async open (storage: Storage, options: PersistenceOptions = {}): Promise<DurableMqttPersistence> {
+    const p = new DurableMqttPersistence(storage, storage.partition('mqtt'), options)
     await p.load()
     return p
   }
@@ -180,7 +197,7 @@ export class DurableMqttPersistence {
    */
   private * retainedMatching (filters: string[]): Generator<MqttPacket> {
     for (const filter of filters) {
-      const matcher = new QlobberTrue(TOPICS).add(filter)
+      const matcher = new QlobberTrue(this.topics).add(filter)
       const skipDollar = filter.startsWith('+') || filter.startsWith('#')
       for (const [topic, packet] of this.retainedByTopic) {
         if (skipDollar && topic.startsWith('$')) continue
@@ -278,21 +295,45 @@ export class DurableMqttPersistence {
   // ---- messages queued for persistent sessions -------------------------------------------------
 
   async outgoingEnqueue (sub: { clientId: string }, packet: MqttPacket): Promise<void> {
-    await this.write([this.enqueue(sub.clientId, packet)])
+    const ops: WriteOp[] = []
+    this.enqueue(ops, sub.clientId, packet)
+    await this.write(ops)
   }
 
   async outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: MqttPacket): Promise<void> {
     if (subs.length === 0) return
     const encoded = encodePacket(queuedCopy(packet))
-    await this.write(subs.map(sub => this.enqueue(sub.clientId, packet, encoded)))
+    const ops: WriteOp[] = []
+    for (const sub of subs) this.enqueue(ops, sub.clientId, packet, encoded)
+    await this.write(ops)
   }
 
-  private enqueue (clientId: string, packet: MqttPacket, encoded?: Buffer): WriteOp {
+  private enqueue (ops: WriteOp[], clientId: string, packet: MqttPacket, encoded?: Buffer): void {
     const copy = queuedCopy(packet)
     const seq = this.nextSeq++
-    getOrCreate(this.outgoing, clientId, () => []).push({ seq, packet: copy })
+    const queue = getOrCreate(this.outgoing, clientId, () => [])
+    this.dropOverCap(ops, clientId, queue)
+    queue.push({ seq, packet: copy })
     this.queued++
-    return this.partition.put(clientKey(OUTGOING, clientId, seqBytes(seq)), encoded ?? encodePacket(copy))
+    ops.push(this.partition.put(clientKey(OUTGOING, clientId, seqBytes(seq)), encoded ?? encodePacket(copy)))
+  }
+
+  /**
+   * --mqtt-max-queued: before a message joins the queue of a session whose client is offline, the oldest
+   * queued publishes go while the queue is at the cap (a PUBREL in the queue stays: its QoS 2 exchange
+   * must end). A connected client's queue is bounded by --mqtt-max-inflight instead (protocols/mqtt).
+   */
+  private dropOverCap (ops: WriteOp[], clientId: string, queue: Queued[]): void {
+    const cap = this.options.maxQueued ?? 0
+    if (cap <= 0 || queue.length < cap || this.brokerRef.clients?.[clientId] !== undefined) return
+    while (queue.length >= cap) {
+      const i = queue.findIndex(entry => entry.packet.cmd === 'publish')
+      if (i < 0) return
+      const [dropped] = queue.splice(i, 1)
+      this.queued--
+      ops.push(this.partition.del(clientKey(OUTGOING, clientId, seqBytes(dropped.seq))))
+      this.options.onQueueDrop?.()
+    }
   }
 
   /**
@@ -330,7 +371,12 @@ export class DurableMqttPersistence {
   async outgoingClearMessageId (client: ClientRef, packet: MqttPacket): Promise<MqttPacket | undefined> {
     const queue = this.outgoing.get(client.id)
     if (queue === undefined) return undefined
-    const i = queue.findIndex(entry => entry.packet.messageId === packet.messageId)
+    // a packet not sent yet (no message id) is found by its origin: aedes clears one that it will not send
+    // (the ACL refused it at delivery), and the MQTT front-end one that it dropped
+    const byOrigin = packet.messageId === undefined && packet.brokerId !== undefined
+    const i = byOrigin
+      ? queue.findIndex(entry => entry.packet.brokerId === packet.brokerId && entry.packet.brokerCounter === packet.brokerCounter)
+      : queue.findIndex(entry => entry.packet.messageId === packet.messageId)
     if (i < 0) return undefined
     const [entry] = queue.splice(i, 1)
     this.queued--

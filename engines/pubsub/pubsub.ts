@@ -1,12 +1,16 @@
-import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type PublishPacket } from 'aedes'
+import { Aedes, type AedesOptions, type AedesPublishPacket, type Client, type PublishPacket, type Subscription, type UnsubscribePacket } from 'aedes'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
-import { topicMatches, validateFilter, validatePublishTopic } from './topics.js'
+import { checkTopicLimits, DEFAULT_TOPIC_LIMITS, overTopicLimit, TopicLimitError, topicMatches, validateFilter, validatePublishTopic, type TopicLimits } from './topics.js'
 import { InvalidArgument, Unavailable } from '../errors.js'
 import type { Storage } from '../storage/storage.js'
-import { DurableMqttPersistence } from './persistence.js'
+import { DurableMqttPersistence, type MqttPacket } from './persistence.js'
 import { SysTopics } from './sys-topics.js'
 import { parseShare, SharedSubscriptions } from './shared.js'
+import { repairEmitter } from './emitter.js'
+import type { ConnectRefusal, MqttGate } from './mqtt-gate.js'
+
+export type { MqttGate } from './mqtt-gate.js'
 
 export type QoS = 0 | 1 | 2
 
@@ -45,8 +49,26 @@ export interface PubSubStats {
   deliveredInternal: number
 }
 
-/** The part of aedes' persistence that its typings leave out. */
-interface AedesWithPersistence { persistence: { createRetainedStreamCombi (patterns: string[]): AsyncIterable<AedesPublishPacket> } }
+/** The part of aedes' persistence that its typings leave out (DurableMqttPersistence and aedes' memory one have it). */
+interface AedesPersistence {
+  createRetainedStreamCombi (patterns: string[]): AsyncIterable<AedesPublishPacket>
+  removeSubscriptions (client: { id: string }, filters: string[]): Promise<void>
+  outgoingClearMessageId (client: { id: string }, packet: MqttPacket): Promise<unknown>
+}
+interface AedesWithPersistence { persistence: AedesPersistence }
+
+/**
+ * aedes' notices of every connect, disconnect, subscribe and unsubscribe, published under
+ * `$SYS/<broker id>/`: nobody in one process needs them (aedes' own listener for them serves clusters),
+ * they tell any `$SYS/#` reader every client's id and filters, and a SUBSCRIBE storm turned them into a
+ * backlog that killed the process (issue 11, found-bug 1). They are not published. The broker's
+ * heartbeat and birth (which aedes needs for wills) and Tetra's `$SYS/broker/` statistics still are.
+ */
+function isClientNotice (topic: string, prefix: string): boolean {
+  if (!topic.startsWith(prefix)) return false
+  const rest = topic.slice(prefix.length)
+  return rest === 'new/subscribes' || rest === 'new/unsubscribes' || rest === 'new/clients' || rest === 'disconnect/clients'
+}
 
 type DeliverFn = (packet: AedesPublishPacket, cb: () => void) => void
 export interface PubSubOptions {
@@ -54,10 +76,23 @@ export interface PubSubOptions {
   sysIntervalMs?: number
   /** The version $SYS/broker/version gives. */
   version?: string
+  /** Caps on topic names and filters, for MQTT, HTTP and captures alike (default: topics.ts's). */
+  topicLimits?: TopicLimits
+  /** Most QoS 1/2 messages queued for a persistent session whose client is offline; 0 or absent: none. */
+  maxQueued?: number
+  /** Most inbound QoS 2 publishes of one client awaiting PUBREL; one more closes the connection (default 1000). */
+  maxInboundInflight?: number
 }
 
+/**
+ * Deeper than any topic can be (65,535 bytes hold at most 32,768 levels): aedes' own level check (which
+ * would refuse a whole SUBSCRIBE where the limit asks for 0x80 on one filter) never fires; the bus's
+ * limit (topicLimits) is checked first on every way in.
+ */
+const AEDES_NO_LEVEL_LIMIT = 65536
+
 /** The parts of an aedes client this module reads that aedes' typings leave out. */
-interface ClientState { subscriptions?: Record<string, unknown> }
+interface ClientState { subscriptions?: Record<string, unknown>, _will?: PublishPacket | null }
 
 type PublishFn = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
 type AuthorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => void
@@ -70,17 +105,19 @@ export class PubSub {
   readonly stats: PubSubStats = { published: { mqtt: 0, http: 0, internal: 0 }, deliveredMqtt: 0, deliveredInternal: 0 }
   private subscriptions = 0
   /**
-   * QoS 1 MQTT publishes already routed before their PUBACK (see routeBeforePuback): aedes' own call to
-   * publish them after the PUBACK is skipped.
+   * MQTT publishes aedes must not route when it calls publish for them: QoS 1 ones already routed before
+   * their PUBACK (see routeBeforePuback), and ones the gate dropped (still acknowledged, routed nowhere).
    */
-  private readonly routedEarly = new WeakSet<object>()
+  private readonly skipPublish = new WeakSet<object>()
+  /** The MQTT front-end's hooks (setMqttGate); none: everything is allowed. */
+  private gate: MqttGate = {}
   private readonly publishNow: PublishFn
   /** The topic filters of durable in-process subscribers (captures), one entry per subscription. */
   private readonly durableFilters = new Set<string[]>()
   private sysTopics: SysTopics | null = null
   private readonly shared: SharedSubscriptions
 
-  private constructor (readonly broker: Aedes, private readonly persistence: DurableMqttPersistence | undefined) {
+  private constructor (readonly broker: Aedes, private readonly persistence: DurableMqttPersistence | undefined, readonly topicLimits: TopicLimits) {
     this.shared = new SharedSubscriptions(broker)
     broker.on('unsubscribe', (topics: string[], client: Client) => { this.shared.leave(client, topics) })
     broker.on('clientDisconnect', (client: Client) => { this.shared.leaveAll(client) })
@@ -88,10 +125,11 @@ export class PubSub {
     // (aedes takes an optional client before the callback; its typings leave it out)
     const aedesPublish = broker.publish.bind(broker) as unknown as PublishFn
     this.publishNow = aedesPublish
-    const routedEarly = this.routedEarly
+    const skipPublish = this.skipPublish
+    const clientNotices = `$SYS/${broker.id}/`
     broker.publish = function publish (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void): void {
-      if (routedEarly.has(packet)) {
-        routedEarly.delete(packet)
+      if (skipPublish.has(packet) || isClientNotice(packet.topic, clientNotices)) {
+        skipPublish.delete(packet)
         const callback = typeof client === 'function' ? client : done
         callback?.()
         return
@@ -108,31 +146,61 @@ export class PubSub {
    */
   static async create (storage?: Storage, options: PubSubOptions = {}): Promise<PubSub> {
     let self: PubSub | undefined
+    const requested = options.topicLimits ?? DEFAULT_TOPIC_LIMITS
+    // aedes' in-memory persistence (engine tests without storage) keeps qlobber's 100-level ceiling
+    const topicLimits: TopicLimits = storage !== undefined ? requested : { ...requested, maxLevels: Math.min(requested.maxLevels, 100) }
     const authorizePublish: AuthorizePublish = (client, packet, callback) => {
-      // as aedes' default hook, which this one replaces: clients do not publish broker statistics
-      if (client !== null && packet.topic.startsWith('$SYS/')) callback(new Error('$SYS/ topics are reserved to the broker'))
-      else if (self === undefined || client === null || packet.qos !== 1 || !self.keptSomewhere(packet)) callback(null)
+      const verdict = self === undefined ? null : self.publishVerdict(client, packet)
+      if (verdict instanceof Error) callback(verdict)
+      else if (verdict === 'drop') {
+        self?.skipPublish.add(packet)
+        callback(null)
+      } else if (self === undefined || client === null || packet.qos !== 1 || !self.keptSomewhere(packet)) callback(null)
       else self.routeBeforePuback(client, packet, callback)
     }
-    // $share/{group}/{filter}: aedes keeps the literal subscription, the group's routing is ours (shared.ts)
     const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, callback) => {
-      const share = parseShare(sub.topic)
-      if (share === undefined || self === undefined) callback(null, sub)
-      else if (share === null) callback(null, null) // SUBACK failure (0x80)
-      else void self.shared.join(client, sub.topic, share.filter, sub.qos).then(() => { callback(null, sub) })
+      if (self === undefined) callback(null, sub)
+      else self.authorizeSubscription(client, sub, callback)
     }
-    const persistence = storage !== undefined ? await DurableMqttPersistence.open(storage) : undefined
-    const broker = await Aedes.createBroker({
+    const persistence = storage !== undefined
+      ? await DurableMqttPersistence.open(storage, {
+        maxTopicLevels: topicLimits.maxLevels,
+        maxQueued: options.maxQueued ?? 0,
+        onQueueDrop: () => { self?.gate.limit?.('queued') }
+      })
+      : undefined
+    const broker = new Aedes({
       ...(persistence !== undefined ? { persistence } : {}),
+      ...(options.maxInboundInflight !== undefined ? { maxInflightInbound: options.maxInboundInflight } : {}),
+      preConnect: (client, packet, callback) => {
+        const hook = self?.gate.preConnect
+        if (hook === undefined) callback(null, true)
+        else hook(client, packet, callback)
+      },
+      authenticate: (client, username, password, callback) => {
+        const hook = self?.gate.authenticate
+        const accepted = (error: ConnectRefusal | null, ok: boolean): void => {
+          if (error === null && ok) self?.screenWill(client)
+          callback(error, ok)
+        }
+        if (hook === undefined) accepted(null, true)
+        else hook(client, username, password, accepted)
+      },
       // counted here because aedes calls it once per MQTT client a message goes to
-      authorizeForward: (_client: Client, packet: AedesPublishPacket) => {
-        if (self !== undefined) self.stats.deliveredMqtt++
+      authorizeForward: (client: Client, packet: AedesPublishPacket) => {
+        if (self === undefined) return packet
+        const hook = self.gate.authorizeForward
+        if (hook !== undefined && !hook(client, packet)) return null
+        self.stats.deliveredMqtt++
         return packet
       },
       authorizePublish,
       authorizeSubscribe
     })
-    self = new PubSub(broker, persistence)
+    repairEmitter((broker as unknown as { mq: object }).mq, Math.max(topicLimits.maxLevels, 100))
+    ;(broker as unknown as { maxTopicLevels: number }).maxTopicLevels = AEDES_NO_LEVEL_LIMIT
+    await broker.listen()
+    self = new PubSub(broker, persistence, topicLimits)
     broker.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
       if (client !== null && client !== undefined) self?.countPublished('mqtt', packet.topic)
     })
@@ -173,7 +241,89 @@ export class PubSub {
 
   /** Accepts an MQTT connection (TCP socket or WebSocket stream) from a front-end. */
   handle (stream: Duplex, request?: IncomingMessage): void {
-    this.broker.handle(stream, request)
+    const client = this.broker.handle(stream, request)
+    this.gate.accept?.(client)
+  }
+
+  /** Installs the MQTT front-end's hooks (protocols/mqtt/gate.ts); called once, before connections come. */
+  setMqttGate (gate: MqttGate): void {
+    this.gate = gate
+  }
+
+  /**
+   * The bus's rules for a client's PUBLISH or will, then the gate's: $SYS/ is the broker's (as aedes'
+   * default hook, which this one replaces), topic limits close the connection (as any invalid topic does),
+   * a will's topic may not hold wildcards (aedes checks them for PUBLISH only).
+   */
+  private publishVerdict (client: Client | null, packet: PublishPacket): 'allow' | 'drop' | Error {
+    if (client !== null && packet.topic.startsWith('$SYS/')) return new Error('$SYS/ topics are reserved to the broker')
+    const over = overTopicLimit(packet.topic, this.topicLimits)
+    if (over !== undefined) {
+      this.gate.limit?.(over === 'length' ? 'topic_length' : 'topic_levels')
+      return new TopicLimitError(`topic over the ${over} limit`, over)
+    }
+    if (packet.topic.includes('+') || packet.topic.includes('#')) return new Error('a will topic must not hold wildcards')
+    return this.gate.authorizePublish?.(client, packet) ?? 'allow'
+  }
+
+  /**
+   * At CONNECT: a will the client may not publish is not stored at all (the same rules are applied again
+   * when it would be published: the client's rights may have shrunk meanwhile).
+   */
+  private screenWill (client: Client): void {
+    const state = client as unknown as ClientState
+    if (state._will != null && this.publishVerdict(client, state._will) !== 'allow') state._will = null
+  }
+
+  /**
+   * One filter of a SUBSCRIBE, or of a persistent session being restored at CONNECT. Refused (SUBACK 0x80,
+   * MQTT 3.1.1 §3.9.3): a malformed $share, a filter over the topic limits, one the gate refuses. A
+   * restored subscription that is refused now is removed from the session for good.
+   * $share/{group}/{filter}: aedes keeps the literal subscription, the group's routing is ours (shared.ts).
+   */
+  private authorizeSubscription (client: Client, sub: Subscription, callback: (error: Error | null, sub?: Subscription | null) => void): void {
+    const share = parseShare(sub.topic)
+    const over = overTopicLimit(sub.topic, this.topicLimits)
+    if (over !== undefined) this.gate.limit?.(over === 'length' ? 'topic_length' : 'topic_levels')
+    const allowed = share !== null && over === undefined &&
+      (this.gate.authorizeSubscribe === undefined || this.gate.authorizeSubscribe(client, share?.filter ?? sub.topic))
+    if (!allowed) {
+      // aedes restores a session's subscriptions while the client is connecting; a SUBSCRIBE from the client waits for the CONNACK
+      if (client.connecting && !client.connected && !client.clean) {
+        void this.aedesPersistence.removeSubscriptions(client, [sub.topic]).then(() => { callback(null, null) }, () => { callback(null, null) })
+      } else callback(null, null)
+      return
+    }
+    if (share === undefined) callback(null, sub)
+    else void this.shared.join(client, sub.topic, share.filter, sub.qos).then(() => { callback(null, sub) })
+  }
+
+  private get aedesPersistence (): AedesPersistence {
+    return (this.broker as unknown as { persistence: AedesPersistence }).persistence
+  }
+
+  /** The topic filters a connected client is subscribed to (its $share ones included, as it sent them). */
+  subscriptionsOf (client: Client): string[] {
+    return Object.keys((client as unknown as ClientState).subscriptions ?? {})
+  }
+
+  /**
+   * Ends subscriptions of a connected client without a word to it (no UNSUBACK: it asked for nothing),
+   * from its persistent session too: the front-end's revocation when the client's rights shrink.
+   */
+  async cutSubscriptions (client: Client, filters: string[]): Promise<void> {
+    if (filters.length === 0 || client.closed) return
+    if (!client.clean) await this.aedesPersistence.removeSubscriptions(client, filters)
+    await new Promise<void>(resolve => { client.unsubscribe({ unsubscriptions: filters } as unknown as UnsubscribePacket, () => { resolve() }) })
+  }
+
+  /**
+   * Removes a message not sent yet from a client's persistent-session queue (found by its origin): the
+   * front-end dropped it (--mqtt-max-inflight), and a dropped message must not come back after a restart.
+   */
+  async forgetQueued (client: Client, packet: AedesPublishPacket): Promise<void> {
+    if (client.clean) return
+    await this.aedesPersistence.outgoingClearMessageId(client, { cmd: 'publish', topic: packet.topic, payload: Buffer.alloc(0), qos: packet.qos, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter })
   }
 
   get connectedClients (): number { return this.broker.connectedClients ?? 0 }
@@ -183,7 +333,7 @@ export class PubSub {
 
   /** Publishes with MQTT semantics; resolves when aedes has routed it (and stored it, if retained). */
   async publish (message: { topic: string, payload: Buffer, qos?: QoS, retain?: boolean }, origin: Origin = 'internal'): Promise<void> {
-    validatePublishTopic(message.topic)
+    validatePublishTopic(message.topic, this.topicLimits)
     const qos = message.qos ?? 0
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new InvalidArgument('qos must be 0, 1 or 2')
     if (this.broker.closed) throw new Unavailable('the broker is shutting down')
@@ -225,7 +375,7 @@ export class PubSub {
         callback(err)
         return
       }
-      this.routedEarly.add(packet)
+      this.skipPublish.add(packet)
       callback(null)
     })
   }
@@ -235,7 +385,7 @@ export class PubSub {
    * subscription again; a front-end must call it when its client goes away.
    */
   async subscribe (filters: string[], handler: BusHandler, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
-    for (const f of filters) validateFilter(f)
+    for (const f of filters) checkTopicLimits('filter', validateFilter(f), this.topicLimits)
     const unique = [...new Set(filters)]
     const durable = options.durable === true
     // one delivery per message even when several filters match it (as an MQTT client gets)
@@ -276,7 +426,7 @@ export class PubSub {
 
   /** Retained messages whose topic matches any of the filters. */
   async retained (filters: string[]): Promise<BusMessage[]> {
-    for (const f of filters) validateFilter(f)
+    for (const f of filters) checkTopicLimits('filter', validateFilter(f), this.topicLimits)
     const out: BusMessage[] = []
     const seen = new Set<string>()
     const stream = (this.broker as unknown as AedesWithPersistence).persistence.createRetainedStreamCombi(filters)

@@ -1,7 +1,18 @@
-// The parts of qlobber (the topic matcher aedes' own persistence uses) that the MQTT persistence calls.
+// The parts of qlobber (the topic matcher of aedes' router and persistence) that the MQTT engine calls.
 
 declare module 'qlobber' {
-  interface QlobberOptions { separator?: string, wildcard_one?: string, wildcard_some?: string }
+  interface QlobberOptions {
+    separator?: string
+    wildcard_one?: string
+    wildcard_some?: string
+    match_empty_levels?: boolean
+    /** Most levels of a topic; more throws (default 100). */
+    max_words?: number
+  }
+  /** Values by filter, matched against topics (mqemitter's matcher). */
+  export class Qlobber {
+    constructor (options?: QlobberOptions)
+  }
   /** Tests whether a topic matches any of the filters added. */
   export class QlobberTrue {
     constructor (options?: QlobberOptions)
@@ -11,7 +22,7 @@ declare module 'qlobber' {
 }
 
 declare module 'qlobber/aedes/qlobber-sub.js' {
-  interface QlobberOptions { separator?: string, wildcard_one?: string, wildcard_some?: string }
+  interface QlobberOptions { separator?: string, wildcard_one?: string, wildcard_some?: string, max_words?: number }
   export interface TrieSubscription { clientId: string, topic: string, qos: number, rh?: number, rap?: number, nl?: boolean }
   /** Subscriptions by filter, matched against topics; one entry per (filter, client). */
   class QlobberSub {
