@@ -108,6 +108,26 @@ export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}):
   return { child, ...ports, url: `http://127.0.0.1:${ports.httpPort}`, output, exited }
 }
 
+/**
+ * The real CLI in a child process, run to its exit (killed after 20 s): for starts that must fail.
+ * Ports are 0 unless `args` say otherwise.
+ */
+export async function runCli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | string, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, 20_000)
+  const code = await new Promise<number | string>(resolve => { child.on('exit', (c, signal) => { resolve(c ?? signal ?? 'unknown') }) })
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
+
 /** Polls a condition (bounded) instead of sleeping for a fixed time. */
 export async function waitFor (condition: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -6,7 +5,7 @@ import mqtt from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 import { hashPassword } from '../../engines/auth/hash.js'
 import { checkSafeDefaults, isLoopbackHost } from '../../src/safe-defaults.js'
-import { ROOT, spawnBroker, tempDir, type ChildBroker } from '../helpers.js'
+import { runCli, spawnBroker, tempDir, type ChildBroker } from '../helpers.js'
 
 /**
  * Mosquitto 2's safe default (README "Security"): without an auth file the broker is anonymous and
@@ -24,23 +23,6 @@ function dataDir (): string {
   cleanups.push(tmp.remove)
   // a directory that does not exist yet: a refused start must not create it
   return join(tmp.dir, 'data')
-}
-
-/** Runs the CLI to its exit (bounded): exit code, stdout and stderr. */
-async function runCli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | string, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const timer = setTimeout(() => { child.kill('SIGKILL') }, 20_000)
-  const code = await new Promise<number | string>(resolve => { child.on('exit', (c, s) => { resolve(c ?? s ?? 'unknown') }) })
-  clearTimeout(timer)
-  return { code, stdout, stderr }
 }
 
 async function started (args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildBroker> {

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import mqtt, { type MqttClient } from 'mqtt'
-import { startTestBroker, tempDir, type TestBroker } from '../helpers.js'
+import { runCli, startTestBroker, tempDir, type TestBroker } from '../helpers.js'
 import { httpsRequest, tlsFixtures, tlsHandshake, type CertFiles, type TestCa } from '../fixtures/tls.js'
 
 /** MQTT over TLS, HTTPS and WSS from PEM files (README "Security / TLS"), on a broker in this process. */
@@ -129,6 +131,19 @@ describe('TLS settings that cannot work stop the start, naming the flag', () => 
     const tmp = tempDir()
     try {
       await expect(startTestBroker({ mqttsPort: 0, ...settings() }, tmp.dir)).rejects.toThrow(message)
+    } finally {
+      tmp.remove()
+    }
+  })
+
+  it('the CLI reports them as configuration errors: exit 2, before the data dir is made', async () => {
+    const tmp = tempDir()
+    try {
+      const dataDir = join(tmp.dir, 'data')
+      const { code, stderr } = await runCli(['--tls-cert', server.cert, '--tls-key', fx.ca.files.key, '--mqtts-port', '0', '--data-dir', dataDir])
+      expect(code).toBe(2)
+      expect(stderr).toMatch(/^tetra: invalid configuration: --tls-key: .* is not the key of the certificate in --tls-cert/)
+      expect(existsSync(dataDir)).toBe(false)
     } finally {
       tmp.remove()
     }
