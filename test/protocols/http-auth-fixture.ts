@@ -9,7 +9,7 @@ const TEST_SCRYPT = { ln: 4, r: 8, p: 1 }
 export interface RuleSpec { resource: ResourceKind, pattern: string, actions: string[], effect?: 'allow' | 'deny' }
 export interface AuthSpec {
   users?: Array<{ name: string, password: string, roles: string[] }>
-  /** Tokens by name; their secrets are made here (or given) and returned. */
+  /** Tokens by name; their secrets are made here (or given) and returned; expiresAt in ms since the epoch. */
   tokens?: Array<{ name: string, roles: string[], token?: string, expiresAt?: number | null }>
   roles: Record<string, RuleSpec[]>
   anonymous?: string[]
@@ -29,7 +29,7 @@ export async function writeAuthFile (dir: string, spec: AuthSpec, name = 'auth.j
     tokens: (spec.tokens ?? []).map(t => {
       const secret = t.token ?? newToken()
       tokens[t.name] = secret
-      return { name: t.name, hash: hashToken(secret), roles: t.roles, expiresAt: t.expiresAt ?? null }
+      return { name: t.name, hash: hashToken(secret), roles: t.roles, expiresAt: t.expiresAt == null ? null : new Date(t.expiresAt).toISOString() }
     }),
     roles: spec.roles,
     ...(spec.anonymous !== undefined ? { anonymous: spec.anonymous } : {})

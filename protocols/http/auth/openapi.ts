@@ -44,7 +44,7 @@ export function describeAccess (access: RouteAccess | undefined): Record<string,
     resource: access.resource,
     actions: actionsOf(access),
     name: access.name !== undefined ? describeName(access.name) : 'none (a list: the answer holds only what the principal may use)',
-    ...(access.results !== undefined ? { results: `${access.results.array}[] cut to the ${access.results.field}s the principal may use` } : {}),
+    ...(access.results !== undefined ? { results: `${access.results.array}[] cut to the items whose ${access.results.field} the principal may use` } : {}),
     ...(access.deliver === true ? { deliver: 'each event checked at delivery' } : {}),
     ...(access.ticket === true ? { ticket: true } : {})
   }
