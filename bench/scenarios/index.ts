@@ -1,5 +1,6 @@
 import type { Scenario } from '../lib/types.js'
 import { authScenarios } from './auth.js'
+import { authFileLoadScenario } from '../auth/load.js'
 import { mqttScenarios } from './mqtt.js'
 import { queueScenarios } from './queue.js'
 import { storeScenarios } from './store.js'
@@ -12,4 +13,5 @@ export const scenarios: Scenario[] = [
   ...storeScenarios,
   ...streamScenarios,
   ...authScenarios,
+  authFileLoadScenario,
 ]
