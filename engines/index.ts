@@ -30,6 +30,14 @@ export interface EngineOptions {
   streamDedupWindowMs?: number
   /** MQTT: interval in ms of the $SYS/broker/ statistics, 0 = none (default 0). */
   mqttSysIntervalMs?: number
+  /** MQTT, HTTP publish, SSE and captures: longest topic name or filter in bytes (default 65535). */
+  mqttMaxTopicLength?: number
+  /** The same: most levels of a topic name or filter (default 100). */
+  mqttMaxTopicLevels?: number
+  /** MQTT: most QoS 1/2 messages queued for one offline persistent session, 0 = none (default 0). */
+  mqttMaxQueued?: number
+  /** MQTT: most inbound QoS 2 publishes of one client awaiting PUBREL (default 1000). */
+  mqttMaxInflight?: number
   /** The broker's version, as $SYS/broker/version gives it. */
   version?: string
   /** Queues: pushing to a missing queue creates it (default true). */
@@ -70,7 +78,13 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
     opened.push(() => { auth.close() })
     const storage = await Storage.open({ dir: options.dataDir, fsync: options.fsync, fsyncIntervalMs: options.fsyncIntervalMs })
     opened.push(async () => { await storage.close() })
-    const pubsub = await PubSub.create(storage, { sysIntervalMs: options.mqttSysIntervalMs ?? 0, version: options.version })
+    const pubsub = await PubSub.create(storage, {
+      sysIntervalMs: options.mqttSysIntervalMs ?? 0,
+      version: options.version,
+      topicLimits: { maxLength: options.mqttMaxTopicLength ?? 65535, maxLevels: options.mqttMaxTopicLevels ?? 100 },
+      maxQueued: options.mqttMaxQueued ?? 0,
+      ...(options.mqttMaxInflight !== undefined ? { maxInboundInflight: options.mqttMaxInflight } : {})
+    })
     opened.push(async () => { await pubsub.close() })
     const streams = await StreamEngine.open(storage, pubsub, clock, {
       ...(options.streamAutocreate !== undefined ? { autocreate: options.streamAutocreate } : {}),

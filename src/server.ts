@@ -9,6 +9,8 @@ import { createMqttServer } from '../protocols/mqtt/tcp.js'
 import { createMqttTlsServer } from '../protocols/mqtt/tls.js'
 import { TlsCertificates } from './tls.js'
 import { Metrics } from '../protocols/metrics.js'
+import { SecurityCounters } from '../protocols/security-metrics.js'
+import { installMqttGate, mqttSecuritySettings } from '../protocols/mqtt/gate.js'
 import { packageVersion } from './version.js'
 
 export interface Broker {
@@ -51,11 +53,14 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
   let shuttingDown = false
   let http: FastifyInstance | undefined
   let mqtts: ReturnType<typeof createMqttTlsServer> | undefined
+  // the MQTT front-end's decisions and limits, before any listener accepts (its refusals are counted here)
+  const security = new SecurityCounters()
+  installMqttGate(engines.pubsub, engines.auth, mqttSecuritySettings(config), security)
   const mqttServer = createMqttServer(engines.pubsub)
   engines.pubsub.broker.on('clientError', (client, err) => { logger.debug({ client: client.id, err: err.message }, 'mqtt client error') })
   engines.pubsub.broker.on('connectionError', (_client, err) => { logger.debug({ err: err.message }, 'mqtt connection error') })
   try {
-    const metrics = new Metrics(engines)
+    const metrics = new Metrics(engines, security)
     const handshakeFailed = (transport: string) => (err: Error): void => {
       metrics.security.bad(transport)
       logger.debug({ transport, err: err.message }, 'TLS handshake failed')
