@@ -49,6 +49,8 @@ interface Loaded {
   bytes: Buffer
   /** `name \0 sha256(password)` of verified passwords. */
   verified: Set<string>
+  /** Verifications under way by the same key: a burst of requests with new credentials runs scrypt once. */
+  verifying: Map<string, Promise<boolean>>
   principals: Map<string, RulePrincipal>
 }
 
@@ -125,7 +127,12 @@ export class Auth implements AuthService {
     }
     const seen = `${name}\u0000${createHash('sha256').update(password).digest('hex')}`
     if (!loaded.verified.has(seen)) {
-      const good = await verifyPassword(password, user.parsed)
+      let verifying = loaded.verifying.get(seen)
+      if (verifying === undefined) {
+        verifying = verifyPassword(password, user.parsed).finally(() => { loaded.verifying.delete(seen) })
+        loaded.verifying.set(seen, verifying)
+      }
+      const good = await verifying
       // the file may have been reloaded meanwhile: decide under the one in force now
       if (this.loaded !== loaded) return await this.password(name, password, clientId)
       if (!good) return fail('invalid')
@@ -210,7 +217,7 @@ export class Auth implements AuthService {
 
   private apply (bytes: Buffer, model: AuthModel, warnings: string[], isReload: boolean): void {
     const previous = this.loaded
-    const loaded: Loaded = { model, bytes, verified: new Set(), principals: new Map() }
+    const loaded: Loaded = { model, bytes, verified: new Set(), verifying: new Map(), principals: new Map() }
     this.loaded = loaded
     this.gen++
     this.currentWarnings = warnings

@@ -353,6 +353,10 @@ describe('Auth', () => {
     expect(principalOf(auth.token(token))).toBe(principalOf(auth.token(token)))
     expect(principalOf(await auth.password('sensor-1', 'pw1', 'c1'))).not.toBe(a) // another client id, another %c
     expect(principalOf(auth.anonymous())).toBe(principalOf(auth.anonymous()))
+    // a burst of requests with credentials not verified yet: one object for all of them
+    const burst = await Promise.all(Array.from({ length: 20 }, async () => principalOf(await auth.password('bob', 'pw2'))))
+    expect(new Set(burst).size).toBe(1)
+    expect((await Promise.all([auth.password('bob', 'pw2'), auth.password('bob', 'wrong')])).map(r => r.ok)).toEqual([true, false])
     // a reload that does not concern this user keeps its object
     await write(f => { f.roles.other = [] })
     expect(principalOf(await auth.password('sensor-1', 'pw1'))).toBe(a)
