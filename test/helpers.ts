@@ -93,7 +93,11 @@ export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}):
       output.push(line)
       try {
         const entry = JSON.parse(line) as { event?: string, mqttPort?: number, httpPort?: number }
-        if (entry.event === 'listening') resolve({ mqttPort: entry.mqttPort!, httpPort: entry.httpPort! })
+        if (entry.event === 'listening') {
+          // started: the start-up deadline below must not kill it later
+          clearTimeout(timer)
+          resolve({ mqttPort: entry.mqttPort!, httpPort: entry.httpPort! })
+        }
       } catch { /* not a JSON log line */ }
     })
     void exited.then(code => { reject(new Error(`broker exited (${code}) before listening: ${stderr}`)) })
