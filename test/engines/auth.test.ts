@@ -1,5 +1,5 @@
 import { describe, expect, it, afterEach } from 'vitest'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ManualClock } from '../../engines/clock.js'
 import { Auth } from '../../engines/auth/auth.js'
@@ -10,7 +10,7 @@ import { covers, splitTopic } from '../../engines/auth/patterns.js'
 import { RulePrincipal, substitute } from '../../engines/auth/principal.js'
 import type { RuleSpec } from '../../engines/auth/file.js'
 import type { Principal } from '../../engines/auth/types.js'
-import { tempDir } from '../helpers.js'
+import { ROOT, tempDir } from '../helpers.js'
 
 /** A cheap scrypt cost for tests (the commands write ln=15). */
 const FAST = { ln: 4, r: 8, p: 1 }
@@ -476,5 +476,20 @@ describe('Auth', () => {
     const file = join(tmp.dir, 'auth.json')
     writeFileSync(file, '{"roles": {"r": [{"resource": "topic", "pattern": "a/#/b", "actions": ["publish"]}]}}')
     await expect(Auth.open({ file })).rejects.toThrow(`auth file ${file}: roles.r[0].pattern: "a/#/b" is not a valid MQTT topic filter`)
+  })
+})
+
+describe('README', () => {
+  it('its example auth file is valid as written', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const section = readme.slice(readme.indexOf('<!-- security:auth-file -->'), readme.indexOf('<!-- /security:auth-file -->'))
+    const example = /```json\n([\s\S]*?)\n```/.exec(section)
+    expect(example).not.toBeNull()
+    const { model, warnings } = parseAuthFile(example![1], 'README.md')
+    expect(warnings).toEqual([])
+    expect([...model.users.keys(), ...model.tokens.keys()]).toEqual(['sensor-1', 'billing', 'ci'])
+    const p = new RulePrincipal({ name: 'billing', kind: 'token', roles: ['backend'], clientId: undefined, expiresAt: null }, model.roles.get('backend')!)
+    expect(p.canSubscribe('#')).toBe(true)
+    expect(p.can('topic', 'secret/x', 'subscribe')).toBe(false)
   })
 })
