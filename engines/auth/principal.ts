@@ -18,8 +18,13 @@ type Buckets = {
   topic: Record<string, Bucket<Levels>>
 } & Record<Exclude<ResourceKind, 'topic'>, Record<string, Bucket<NamePattern>>>
 
-/** Decisions kept per principal before the cache starts again (a bound on memory, not a tuning knob). */
+/**
+ * Decisions kept per principal before the cache starts again: a bound on memory, not a tuning knob. Every
+ * MQTT connection has its own principal, and a client may use long topics (up to 64 KiB), so the names'
+ * length is bounded too: at most about 10k entries or 256 KiB of names, ~1 MB per principal at worst.
+ */
 export const DECISION_CACHE_LIMIT = 10_000
+const DECISION_CACHE_CHARS = 256 * 1024
 
 /** A value that would change a pattern's meaning if put into it (Mosquitto refuses such names too). */
 const UNSAFE_VALUE = /[/+#\u0000]/
@@ -63,6 +68,7 @@ export class RulePrincipal implements Principal {
   private readonly buckets: Buckets
   private readonly rules: PrincipalSummary['rules']
   private cached = 0
+  private cachedChars = 0
 
   constructor (identity: Identity, rules: readonly RuleSpec[]) {
     this.name = identity.name
@@ -92,8 +98,9 @@ export class RulePrincipal implements Principal {
     const decision = resource === 'topic'
       ? decideTopic(bucket as Bucket<Levels>, splitTopic(name))
       : decideName(bucket as Bucket<NamePattern>, name)
-    if (this.cached >= DECISION_CACHE_LIMIT) this.clearDecisions()
+    if (this.cached >= DECISION_CACHE_LIMIT || this.cachedChars + name.length > DECISION_CACHE_CHARS) this.clearDecisions()
     this.cached++
+    this.cachedChars += name.length
     bucket.decisions.set(name, decision)
     return decision
   }
@@ -130,6 +137,7 @@ export class RulePrincipal implements Principal {
       for (const b of Object.values(r)) b.decisions.clear()
     }
     this.cached = 0
+    this.cachedChars = 0
   }
 }
 

@@ -175,6 +175,9 @@ describe('principal decisions', () => {
     for (let i = 0; i < 10_050; i++) p.can('topic', `a/${i}`, 'publish') // past the cache bound
     expect(p.can('topic', 'a/x', 'publish')).toBe(false)
     expect(p.can('topic', 'a/9999', 'publish')).toBe(true)
+    const long = 'y'.repeat(60_000) // long topics fill the cache's character budget first
+    for (let i = 0; i < 20; i++) expect(p.can('topic', `a/${long}${i}`, 'publish')).toBe(true)
+    expect(p.can('topic', 'a/x', 'publish')).toBe(false)
   })
 
   it('replaces %u and %c, and such a rule does not apply without a name or client id', () => {
