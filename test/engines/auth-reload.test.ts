@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Auth } from '../../engines/auth/auth.js'
 import { hashToken, newToken } from '../../engines/auth/hash.js'
@@ -81,6 +81,25 @@ describe('auth file reload', () => {
     renameSync(temp, file)
     await again
     expect(auth.anonymous()).toEqual({ ok: false, failure: 'missing' })
+  })
+
+  it('picks up a Kubernetes Secret or ConfigMap update: the file is a symlink whose target directory is swapped', async () => {
+    const token = newToken()
+    const tmp = tempDir('tetra-auth-k8s-')
+    for (const v of ['v1', 'v2']) mkdirSync(join(tmp.dir, v))
+    writeFileSync(join(tmp.dir, 'v1', 'auth.json'), JSON.stringify(tokenFile(token, ['pub'])))
+    writeFileSync(join(tmp.dir, 'v2', 'auth.json'), JSON.stringify(tokenFile(token, ['both'])))
+    symlinkSync('v1', join(tmp.dir, '..data'))
+    symlinkSync('..data/auth.json', join(tmp.dir, 'auth.json'))
+    const auth = await Auth.open({ file: join(tmp.dir, 'auth.json') })
+    cleanups.push(() => { auth.close(); tmp.remove() })
+    const changed = nextChange(auth)
+    // what the kubelet does: a new ..data link renamed over the old one
+    symlinkSync('v2', join(tmp.dir, '..data_tmp'))
+    renameSync(join(tmp.dir, '..data_tmp'), join(tmp.dir, '..data'))
+    await changed
+    const r = auth.token(token)
+    expect(r.ok && r.principal.can('topic', 'b', 'publish')).toBe(true)
   })
 
   it('keeps the old model on a malformed file, logs why, and takes the next good one', async () => {
