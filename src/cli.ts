@@ -1,7 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=32
 import { ConfigError, helpText, loadConfig, type Config } from './config.js'
 import { createLogger } from './logger.js'
-import { startBroker } from './server.js'
 import { checkSafeDefaults } from './safe-defaults.js'
 import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
@@ -46,6 +45,8 @@ async function main (): Promise<void> {
   if (safeDefaults.start && safeDefaults.warning !== undefined) logger.warn({ event: 'anonymous_access', host: config.host }, safeDefaults.warning)
   let broker
   try {
+    // loaded here, not at the top: `tetra passwd` and `tetra token` start without the broker's modules
+    const { startBroker } = await import('./server.js')
     broker = await startBroker(config, logger)
   } catch (err) {
     if (err instanceof AuthFileError) {
