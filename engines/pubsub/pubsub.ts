@@ -8,6 +8,7 @@ import { DurableMqttPersistence, type MqttPacket } from './persistence.js'
 import { SysTopics } from './sys-topics.js'
 import { parseShare, SharedSubscriptions } from './shared.js'
 import { repairEmitter } from './emitter.js'
+import { repairClientRegistry } from './client-registry.js'
 import type { ConnectRefusal, MqttGate } from './mqtt-gate.js'
 
 export type { MqttGate } from './mqtt-gate.js'
@@ -198,6 +199,7 @@ export class PubSub {
       authorizeSubscribe
     })
     repairEmitter((broker as unknown as { mq: object }).mq, Math.max(topicLimits.maxLevels, 100))
+    repairClientRegistry(broker)
     ;(broker as unknown as { maxTopicLevels: number }).maxTopicLevels = AEDES_NO_LEVEL_LIMIT
     await broker.listen()
     self = new PubSub(broker, persistence, topicLimits)

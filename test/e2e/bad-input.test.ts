@@ -3,6 +3,7 @@ import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import mqtt from 'mqtt'
+import mqttPacket from 'mqtt-packet'
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
 import { startBroker, type Broker } from '../../src/server.js'
@@ -67,6 +68,19 @@ describe('bad input on the MQTT port closes only that connection', () => {
     expect(bystanderClosed).toBe(false)
     await bystander.endAsync()
     await ordinaryRoundTrip()
+  })
+
+  it('forgets a client that hangs up while its CONNECT (with a will) is still being handled', async () => {
+    // found by test/e2e/hostile-mqtt.test.ts: such clients stayed registered for good (memory, count)
+    const will = { topic: 'will/x', payload: Buffer.from('gone'), qos: 2 as const, retain: false }
+    for (let i = 0; i < 20; i++) {
+      const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `hangup-${i}`, keepalive: 60000, will })
+      // a PUBREL header announcing more bytes than ever come, then the hang-up
+      expect(await sendRaw(Buffer.concat([connect, Buffer.from([0x62, 0xdf, 0x11, 0x2d])]), true)).toBe('closed')
+    }
+    await waitFor(() => broker.engines.pubsub.connectedClients === 0, 5000, 'no registered clients')
+    await ordinaryRoundTrip()
+    expect(broker.engines.pubsub.connectedClients).toBe(0)
   })
 
   it('refuses a publish to a wildcard topic from a connected client by closing it', async () => {
