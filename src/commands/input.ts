@@ -10,7 +10,6 @@ export async function readAllStdin (): Promise<string> {
 /** Asks on stderr and reads one line from a terminal with echo off (raw mode). */
 export function promptHidden (question: string): Promise<string> {
   const stdin = process.stdin
-  process.stderr.write(question)
   return new Promise((resolve, reject) => {
     let typed = ''
     const done = (err?: Error): void => {
@@ -30,7 +29,9 @@ export function promptHidden (question: string): Promise<string> {
       }
     }
     stdin.setEncoding('utf8')
+    // echo off before the question shows: what is typed right after it must not appear
     stdin.setRawMode(true)
+    process.stderr.write(question)
     stdin.on('data', onData)
     stdin.resume()
   })

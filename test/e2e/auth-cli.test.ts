@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Auth } from '../../engines/auth/auth.js'
@@ -78,6 +78,39 @@ describe('tetra passwd', () => {
     expect(r.status).toBe(1)
     expect(r.stderr).toMatch(/users\[0\]\.password: is not a password hash.*\nfix the file first; it was not changed/)
     expect(readFileSync(broken, 'utf8')).toBe('{"users": [{"name": "a", "password": "plain"}]}')
+  })
+})
+
+/** Runs `tetra passwd` on a pseudo-terminal (util-linux `script`), typing each answer when its prompt appears. */
+function onTerminal (args: string[], answers: string[]): Promise<{ code: number | null, output: string }> {
+  const command = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args].map(a => `'${a}'`).join(' ')
+  const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+  let output = ''
+  let prompts = 0
+  child.stdout.on('data', (d: Buffer) => {
+    output += d.toString()
+    const seen = output.split(/Password(?: again)?: /).length - 1
+    while (prompts < seen && prompts < answers.length) child.stdin.write(answers[prompts++] + '\r')
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 20 s: ${JSON.stringify(output)}`)) }, 20_000)
+    child.on('exit', code => { clearTimeout(timer); resolve({ code, output }) })
+  })
+}
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0
+
+describe.skipIf(!hasScript)('tetra passwd on a terminal', () => {
+  it('asks twice without echo, and refuses two different answers', async () => {
+    const file = join(dir(), 'auth.json')
+    const typed = await onTerminal(['passwd', file, 'tty-user'], ['s3cret-typed', 's3cret-typed'])
+    expect(typed.code, typed.output).toBe(0)
+    expect(typed.output).toMatch(/Password: [\s\S]*Password again: /)
+    expect(typed.output).not.toContain('s3cret-typed') // no echo
+    const auth = await load(file)
+    expect((await auth.password('tty-user', 's3cret-typed')).ok).toBe(true)
+    const differ = await onTerminal(['passwd', file, 'tty-user'], ['one', 'two'])
+    expect(differ.code).toBe(1)
+    expect(differ.output).toMatch(/the passwords differ; nothing was changed/)
   })
 })
 
