@@ -77,6 +77,8 @@ function lineColumn (text: string, offset: number): { line: number, column: numb
 export function parseAuthFile (text: string, file: string): ParsedAuthFile {
   const fail = (where: string, problem: string): never => { throw new AuthFileError(file, where, problem) }
   let json: unknown
+  // a byte order mark, as some Windows editors write, is not a mistake worth refusing a file for
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   try {
     json = JSON.parse(text)
   } catch {

@@ -58,6 +58,7 @@ describe('auth file validation: each mistake names its place', () => {
     expect(model.anonymous).toEqual(['backend'])
     expect(warnings).toEqual([])
     expect(parse({}).model.anonymous).toBeNull()
+    expect(parseAuthFile('\uFEFF{"anonymous": []}', '/p/auth.json').model.anonymous).toEqual([]) // a BOM is fine
   })
 
   it('names the action and lists the right ones', () => {
