@@ -49,7 +49,7 @@ export function readAuthFile (path: string): EditableAuthFile {
     if (err instanceof AuthFileError) throw new CommandError(`${err.message}\nfix the file first; it was not changed`)
     throw err
   }
-  return { path, json: JSON.parse(text) as JsonObject, existed: true, mode }
+  return { path, json: JSON.parse(text.replace(/^\uFEFF/, '')) as JsonObject, existed: true, mode }
 }
 
 /** Validates the edited content as the broker will and writes it atomically; returns the file's warnings. */
