@@ -387,7 +387,7 @@ export class PubSub {
    * subscription again; a front-end must call it when its client goes away.
    */
   async subscribe (filters: string[], handler: BusHandler, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
-    for (const f of filters) checkTopicLimits('filter', validateFilter(f), this.topicLimits)
+    for (const f of filters) this.validateFilter(f)
     const unique = [...new Set(filters)]
     const durable = options.durable === true
     // one delivery per message even when several filters match it (as an MQTT client gets)
@@ -426,9 +426,20 @@ export class PubSub {
     }
   }
 
+  /**
+   * A topic filter as subscribe() and retained() take it: well formed and within the topic limits
+   * (InvalidArgument / TopicLimitError otherwise). For a front-end that must refuse before it answers
+   * (an SSE route, before its stream starts).
+   */
+  validateFilter (filter: unknown): string {
+    const valid = validateFilter(filter)
+    checkTopicLimits('filter', valid, this.topicLimits)
+    return valid
+  }
+
   /** Retained messages whose topic matches any of the filters. */
   async retained (filters: string[]): Promise<BusMessage[]> {
-    for (const f of filters) checkTopicLimits('filter', validateFilter(f), this.topicLimits)
+    for (const f of filters) this.validateFilter(f)
     const out: BusMessage[] = []
     const seen = new Set<string>()
     const stream = (this.broker as unknown as AedesWithPersistence).persistence.createRetainedStreamCombi(filters)
