@@ -53,9 +53,10 @@ export function substitute (pattern: string, name: string | null, clientId: stri
 }
 
 function emptyBuckets (): Buckets {
+  // null prototypes: an action or resource that is not one (`toString`) finds nothing, not Object's members
   const make = <P>(r: ResourceKind): Record<string, Bucket<P>> =>
-    Object.fromEntries(ACTIONS[r].map(a => [a, { allow: [], deny: [], decisions: new Map() }]))
-  return { topic: make('topic'), store: make('store'), queue: make('queue'), stream: make('stream'), system: make('system') }
+    Object.assign(Object.create(null) as Record<string, Bucket<P>>, Object.fromEntries(ACTIONS[r].map(a => [a, { allow: [], deny: [], decisions: new Map() }])))
+  return Object.assign(Object.create(null) as Buckets, { topic: make('topic'), store: make('store'), queue: make('queue'), stream: make('stream'), system: make('system') })
 }
 
 /** A principal whose rules come from the auth file: compiled once, decisions cached. */
@@ -91,7 +92,7 @@ export class RulePrincipal implements Principal {
   }
 
   can (resource: ResourceKind, name: string, action: Action): boolean {
-    const bucket = (this.buckets[resource] as Record<string, Bucket<Levels | NamePattern> | undefined>)[action]
+    const bucket = (this.buckets[resource] as Record<string, Bucket<Levels | NamePattern> | undefined> | undefined)?.[action]
     if (bucket === undefined) return false
     const known = bucket.decisions.get(name)
     if (known !== undefined) return known
@@ -117,7 +118,7 @@ export class RulePrincipal implements Principal {
   }
 
   canPrefix (resource: 'store' | 'queue' | 'stream', prefix: string, action: Action): boolean {
-    const bucket = this.buckets[resource][action]
+    const bucket = (this.buckets[resource] as Record<string, Bucket<NamePattern> | undefined> | undefined)?.[action]
     if (bucket === undefined) return false
     return bucket.allow.some(p => coversPrefix(p, prefix)) && !bucket.deny.some(p => coversPrefix(p, prefix))
   }

@@ -164,6 +164,9 @@ describe('principal decisions', () => {
     expect(p.can('topic', 'secret', 'subscribe')).toBe(false)
     expect(p.can('store', 'x', 'read')).toBe(false)
     expect(p.can('topic', 'x', 'read' as never)).toBe(false) // not an action of topic
+    expect(p.can('topic', 'x', 'toString' as never)).toBe(false)
+    expect(p.can('constructor' as never, 'x', 'publish')).toBe(false)
+    expect(p.canPrefix('store', 'x', 'hasOwnProperty' as never)).toBe(false)
     expect(principal([]).can('topic', 'a', 'publish')).toBe(false)
   })
 
