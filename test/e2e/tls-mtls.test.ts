@@ -127,4 +127,14 @@ describe('mTLS: a client certificate\'s CN is a user of the auth file', () => {
       expect(res.status, client?.cert ?? 'no certificate').toBe(401)
     }
   })
+
+  it('after a certificate reload (SIGHUP\'s broker.reload()) client certificates are still asked for and mapped', async () => {
+    await broker.reload()
+    const whoami = await httpsRequest(`${broker.httpsUrl!}/v1/auth/whoami`, { ca: ca(), client: sensor1 })
+    expect(JSON.parse(whoami.body)).toMatchObject({ name: 'sensor-1', kind: 'certificate' })
+    const client = await connectWith(sensor1)
+    await client.publishAsync('sensors/sensor-1/after-reload', 'mapped', { qos: 1 })
+    await waitFor(() => seen.includes('sensors/sensor-1/after-reload mapped'), 5000, 'the publish after the reload')
+    await client.endAsync()
+  })
 })
