@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, tempDir, type TestBroker } from '../helpers.js'
 import { httpsRequest, tlsFixtures } from '../fixtures/tls.js'
 import { RateLimiter } from '../../protocols/http/auth/rate-limit.js'
-import { bearer, sse, within, writeAuthFile } from './http-auth-fixture.js'
+import { bearer, sse, within, writeAuthFile, type RuleSpec } from './http-auth-fixture.js'
 
 /**
  * Issue 11, HTTP limits and browser policy: --http-rate-limit (429 + Retry-After, RFC 6585 4 and RFC 9110
@@ -10,11 +10,11 @@ import { bearer, sse, within, writeAuthFile } from './http-auth-fixture.js'
  * without an auth file that works anonymously.
  */
 
-const ALL = [
+const ALL: RuleSpec[] = [
   { resource: 'store', pattern: '*', actions: ['read', 'write'] },
   { resource: 'topic', pattern: '#', actions: ['publish', 'subscribe'] },
   { resource: 'system', pattern: '*', actions: ['metrics'] }
-] as const
+]
 
 describe('--http-rate-limit', () => {
   const dir = tempDir('tetra-http-limits-')
@@ -22,7 +22,7 @@ describe('--http-rate-limit', () => {
   let tokens: Record<string, string>
 
   beforeAll(async () => {
-    ({ tokens } = await writeAuthFile(dir.dir, { tokens: [{ name: 'a', roles: ['all'] }, { name: 'b', roles: ['all'] }], roles: { all: [...ALL] } }))
+    ({ tokens } = await writeAuthFile(dir.dir, { tokens: [{ name: 'a', roles: ['all'] }, { name: 'b', roles: ['all'] }], roles: { all: ALL } }))
     broker = await startTestBroker({ authFile: `${dir.dir}/auth.json`, httpRateLimit: 5 })
   })
   afterAll(async () => {
@@ -89,7 +89,7 @@ describe('CORS (--cors-origin)', () => {
   const app = 'https://app.example'
 
   beforeAll(async () => {
-    ({ tokens } = await writeAuthFile(dir.dir, { tokens: [{ name: 'a', roles: ['all'] }], roles: { all: [...ALL] } }))
+    ({ tokens } = await writeAuthFile(dir.dir, { tokens: [{ name: 'a', roles: ['all'] }], roles: { all: ALL } }))
     broker = await startTestBroker({ authFile: `${dir.dir}/auth.json`, corsOrigin: [app, 'http://localhost:3000'] })
     any = await startTestBroker({ corsOrigin: ['*'] })
     none = await startTestBroker()
@@ -180,6 +180,13 @@ describe('without an auth file', () => {
     const withTicket = sse(`${broker.url}/v1/store/watch?prefix=x&ticket=${ticket.ticket}`)
     expect((await within(withTicket.response, 5000, 'the SSE answer')).status).toBe(200)
     withTicket.close()
+  })
+
+  it('a body over --http-body-limit: 413, counted as http_body_limit', async () => {
+    const res = await fetch(`${broker.url}/v1/store/mset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(broker.config.httpBodyLimit + 1) })
+    expect(res.status).toBe(413)
+    const metrics = await (await fetch(`${broker.url}/metrics`)).text()
+    expect(metrics).toMatch(/tetra_limit_refusals_total\{limit="http_body_limit"\} [1-9]/)
   })
 })
 

@@ -312,6 +312,12 @@ describe('HTTP auth: credentials', () => {
     expect(await scan.json()).toMatchObject({ status: 403, detail: 'forbidden: store prefix "cache/" read' })
   })
 
+  it('HEAD routes (made by fastify from GET routes) are guarded like their GET', async () => {
+    expect((await fetch(`${broker.url}/v1/store/keys/k/get`, { method: 'HEAD' })).status).toBe(401)
+    expect((await fetch(`${broker.url}/v1/store/keys/k/get`, { method: 'HEAD', headers: bearer(nobodyToken) })).status).toBe(403)
+    expect((await fetch(`${broker.url}/metrics`, { method: 'HEAD', headers: bearer(nobodyToken) })).status).toBe(403)
+  })
+
   it('a 401 does not read the request body (authentication runs before the body is parsed)', async () => {
     // a body larger than the body limit: had it been read, the answer would be 413
     const big = 'x'.repeat(broker.config.httpBodyLimit + 1024)

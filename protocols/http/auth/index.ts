@@ -82,6 +82,11 @@ export function installHttpSecurity (app: FastifyInstance, options: HttpSecurity
   app.decorateRequest('principal', null)
   app.decorate('httpSecurity', front)
   app.addHook('onRequest', securityHeadersHook(cors, options.tls))
+  // a body over --http-body-limit (or a route's own limit) is refused by fastify's parser: counted here
+  app.addHook('onError', (_request, _reply, error, done) => {
+    if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') security.limit('http_body_limit')
+    done()
+  })
   app.addHook('onClose', (_instance, done) => {
     sessions.dispose()
     done()
