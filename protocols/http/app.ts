@@ -42,6 +42,9 @@ export interface HttpContext {
   isShuttingDown: () => boolean
 }
 
+/** The longest a client may take to send one request, headers and body (README "Errors"). */
+export const REQUEST_TIMEOUT_MS = 300_000
+
 /** The fastify app: every HTTP route of the broker, the /mqtt WebSocket, docs and the dashboard. */
 export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<FastifyInstance> {
   const app = Fastify({
@@ -58,7 +61,11 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     forceCloseConnections: true,
     // errors before a route runs (parser, router) answer problem+json too (client-errors.ts)
     clientErrorHandler,
-    frameworkErrors
+    frameworkErrors,
+    // a request (headers and body) must arrive within 5 minutes, Node's own default, which fastify turns
+    // off: else a client dripping a body holds its connection forever (answered 408; SSE and long polls,
+    // which are slow answers, not slow requests, are not concerned)
+    requestTimeout: REQUEST_TIMEOUT_MS
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)

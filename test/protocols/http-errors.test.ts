@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import net from 'node:net'
 import { MAX_JSON_DEPTH } from '../../protocols/http/payload.js'
+import { REQUEST_TIMEOUT_MS } from '../../protocols/http/app.js'
+import { clientErrorProblem } from '../../protocols/http/client-errors.js'
 import mqtt from 'mqtt'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
 
@@ -152,5 +154,17 @@ describe(`JSON payloads nested deeper than ${MAX_JSON_DEPTH} levels are refused 
       const page = await read.json() as { messages: Array<{ payload: unknown, encoding?: string }> }
       return page.messages.length === 1 && page.messages[0].payload === text && page.messages[0].encoding === 'utf8'
     }, 5000, 'the captured message')
+  })
+})
+
+describe('slow requests', () => {
+  it('a request must arrive within REQUEST_TIMEOUT_MS (fastify turns Node\'s limit off; a dripped body would hold a connection forever)', () => {
+    expect(REQUEST_TIMEOUT_MS).toBeGreaterThan(0)
+    expect(broker.http.server.requestTimeout).toBe(REQUEST_TIMEOUT_MS)
+  })
+
+  it('answers 408 problem+json when the request timeout passes', () => {
+    const err = Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' })
+    expect(clientErrorProblem(err)).toMatchObject({ status: 408, detail: expect.stringMatching(/in time/) })
   })
 })
