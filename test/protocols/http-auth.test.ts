@@ -312,6 +312,17 @@ describe('HTTP auth: credentials', () => {
     expect(await scan.json()).toMatchObject({ status: 403, detail: 'forbidden: store prefix "cache/" read' })
   })
 
+  it('routes outside the document: the dashboard needs system dashboard; /openapi.json and /docs any principal', async () => {
+    const status = async (path: string, headers: Record<string, string> = {}): Promise<number> => (await fetch(broker.url + path, { headers, redirect: 'manual' })).status
+    expect(await status('/')).toBe(401)
+    expect(await status('/', bearer(nobodyToken))).toBe(403)
+    expect(await status('/', bearer(adminToken))).toBe(200)
+    for (const path of ['/openapi.json', '/docs/json', '/docs']) {
+      expect(await status(path), path).toBe(401)
+      expect(await status(path, bearer(nobodyToken)), path).toBeLessThan(400)
+    }
+  })
+
   it('HEAD routes (made by fastify from GET routes) are guarded like their GET', async () => {
     expect((await fetch(`${broker.url}/v1/store/keys/k/get`, { method: 'HEAD' })).status).toBe(401)
     expect((await fetch(`${broker.url}/v1/store/keys/k/get`, { method: 'HEAD', headers: bearer(nobodyToken) })).status).toBe(403)
