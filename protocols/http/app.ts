@@ -60,8 +60,8 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     return503OnClosing: true,
     forceCloseConnections: true,
     // errors before a route runs (parser, router) answer problem+json too (client-errors.ts)
-    clientErrorHandler,
-    frameworkErrors,
+    clientErrorHandler: clientErrorHandler(ctx.metrics.security),
+    frameworkErrors: frameworkErrors(ctx.metrics.security),
     // a request (headers and body) must arrive within 5 minutes, Node's own default, which fastify turns
     // off: else a client dripping a body holds its connection forever (answered 408; SSE and long polls,
     // which are slow answers, not slow requests, are not concerned)
@@ -69,7 +69,7 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
-  registerRequestChecks(app)
+  registerRequestChecks(app, ctx.metrics.security)
   const observeUnmatched = ctx.metrics.httpRouteObserver('unmatched')
   app.setNotFoundHandler((request, reply) => {
     void sendProblem(reply, problem(404, `no route ${request.method} ${request.url.split('?')[0]}`))

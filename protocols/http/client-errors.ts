@@ -2,6 +2,7 @@ import { maxHeaderSize, type IncomingMessage, type Server, type ServerResponse }
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem, problemFromError, problemJson, rawProblemResponse, sendProblem, type Problem } from './problem.js'
+import type { SecurityCounters } from '../security-metrics.js'
 
 /*
  * Errors raised before a route runs, answered as problem+json like every other error: node's HTTP
@@ -37,31 +38,43 @@ export function clientErrorProblem (err: NodeJS.ErrnoException & { reason?: stri
   }
 }
 
+type ClientErrorHandler = (this: FastifyInstance, err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => void
+
 /**
  * fastify's clientErrorHandler: writes the problem on the raw socket (there is no request object yet)
- * and closes the connection, as node does by default; logged at debug, it is the client's fault.
+ * and closes the connection, as node does by default; logged at debug and counted, it is the client's
+ * fault.
  */
-export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void {
-  // a reset connection, or one already answered: nothing to say
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
-  this.log.debug({ err: { code: err.code, message: err.message } }, 'bad HTTP request')
+export function clientErrorHandler (security: SecurityCounters): ClientErrorHandler {
+  return function (err, socket) {
+    // a reset connection, or one already answered: nothing to say
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    security.bad('http')
+    this.log.debug({ err: { code: err.code, message: err.message } }, 'bad HTTP request')
+    answerOnSocket(this.server as Server & { maxHeaderSize?: number }, err, socket)
+  }
+}
+
+function answerOnSocket (server: Server & { maxHeaderSize?: number }, err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void {
   // as node does: answer only when no answer of a request on this connection has started (an error in
   // the middle of an answer, such as a timeout on a long SSE stream, just closes the connection)
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
   if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
-    const server = this.server as Server & { maxHeaderSize?: number }
     socket.once('finish', () => { socket.destroy() })
     socket.end(rawProblemResponse(clientErrorProblem(err, server.maxHeaderSize ?? maxHeaderSize)))
   } else socket.destroy()
 }
 
 /** fastify's frameworkErrors: errors of its router, before any hook (FST_ERR_BAD_URL above all). */
-export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  if (err.code === 'FST_ERR_BAD_URL') {
-    void sendProblem(reply, problem(400, `the path ${JSON.stringify(request.raw.url ?? '')} is not valid percent-encoding: each % must start a %XX escape and the escapes must decode to UTF-8`))
-    return
+export function frameworkErrors (security: SecurityCounters): (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
+  return (err, request, reply) => {
+    security.bad('http')
+    if (err.code === 'FST_ERR_BAD_URL') {
+      void sendProblem(reply, problem(400, `the path ${JSON.stringify(request.raw.url ?? '')} is not valid percent-encoding: each % must start a %XX escape and the escapes must decode to UTF-8`))
+      return
+    }
+    void sendProblem(reply, problemFromError(err))
   }
-  void sendProblem(reply, problemFromError(err))
 }
 
 /**
@@ -69,18 +82,20 @@ export function frameworkErrors (err: FastifyError, request: FastifyRequest, rep
  * HTTP/1.1 requests must carry Host (RFC 9112 3.2) and an Expect other than 100-continue gets 417
  * (RFC 9110 10.1.1).
  */
-export function registerRequestChecks (app: FastifyInstance): void {
+export function registerRequestChecks (app: FastifyInstance, security: SecurityCounters): void {
   // node answers a missing Host itself, with an empty 400, unless told not to (it reads this per request)
   ;(app.server as Server & { requireHostHeader: boolean }).requireHostHeader = false
   app.addHook('onRequest', (request, reply, done) => {
     const raw = request.raw
     if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && raw.headers.host === undefined) {
+      security.bad('http')
       void sendProblem(reply.header('connection', 'close'), problem(400, 'an HTTP/1.1 request must carry a Host header (RFC 9112 3.2)'))
       return
     }
     done()
   })
   app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    security.bad('http')
     const body = problemJson(problem(417, `the expectation ${JSON.stringify(request.headers.expect)} is not supported; the only one is 100-continue`))
     response.writeHead(417, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body) })
     response.end(body)

@@ -88,6 +88,15 @@ describe('errors raised before a route runs are problem+json (RFC 9457)', () => 
     })
   }
 
+  it('counts them in tetra_bad_input_total{transport="http"} (logged at debug: the client\'s fault)', async () => {
+    const count = async (): Promise<number> => Number(/^tetra_bad_input_total\{transport="http"\} (\d+)/m.exec(await (await fetch(`${broker.url}/metrics`)).text())?.[1] ?? 0)
+    const before = await count()
+    await raw('GARBAGE\r\n\r\n')
+    await raw('GET /v1/queues/% HTTP/1.1\r\nHost: x\r\n\r\n')
+    await raw('GET /healthz HTTP/1.1\r\n\r\n')
+    expect(await count()).toBe(before + 3)
+  })
+
   it('still answers ordinary requests on a connection after an answered error (keep-alive)', async () => {
     const answer = await raw('GET /v1/store/keys/%ZZ HTTP/1.1\r\nHost: x\r\n\r\n')
     expectProblem(answer, 400, /percent|encod/i)
