@@ -17,8 +17,10 @@ import { spawnBroker, tempDir, waitFor, type ChildBroker } from '../helpers.js'
  */
 
 const SESSIONS_PER_RUN = 8
-const TCP_RUNS = 90
-const WS_RUNS = 45
+/** Batches per transport; HOSTILE_MQTT_SCALE multiplies them for a longer hunt outside CI. */
+const SCALE = Number(process.env.HOSTILE_MQTT_SCALE ?? 1)
+const TCP_RUNS = 90 * SCALE
+const WS_RUNS = 45 * SCALE
 /** Bytes of a dripping session written one at a time (1 ms apart), the rest at once. */
 const DRIP_BYTES = 48
 /** Resident memory the run may add: a bound, not a measurement. */
@@ -204,7 +206,7 @@ async function overWebSocket (port: number, s: Session): Promise<void> {
 
 // --- the ordinary clients ------------------------------------------------------------------------
 
-interface Ordinary { stop: () => Promise<{ sent: string[], received: string[] }> }
+interface Ordinary { stop: () => Promise<{ sent: string[], received: string[] }>, halt: () => void }
 
 /**
  * A subscriber (TCP) and a publisher (WebSocket), QoS 1, with client ids the generators cannot make:
@@ -219,17 +221,24 @@ async function ordinaryTraffic (mqttPort: number, httpPort: number): Promise<Ord
   await sub.subscribeAsync(topic, { qos: 1 })
   const sent: string[] = []
   let running = true
+  // a failure is kept for stop(), so that it is reported once, not as an unhandled rejection
   const loop = (async () => {
     for (let i = 0; running; i++) {
       await pub.publishAsync(topic, String(i), { qos: 1 })
       sent.push(String(i))
       await pause(2)
     }
-  })()
+  })().then(() => undefined, (err: unknown) => err)
   return {
+    halt: () => {
+      running = false
+      pub.end(true)
+      sub.end(true)
+    },
     stop: async () => {
       running = false
-      await loop
+      const failure = await loop
+      if (failure !== undefined) throw failure
       await waitFor(() => received.length >= sent.length, 10_000, `all ${sent.length} ordinary messages`)
       await pub.endAsync()
       await sub.endAsync()
@@ -254,16 +263,21 @@ describe('hostile MQTT input (TCP and WebSocket) against the broker process', ()
     let packets = 0
     const count = (sessions: Session[]): void => { for (const s of sessions) packets += s.packets.length + (s.connect !== null ? 1 : 0) + (s.secondConnect !== null ? 1 : 0) }
     // endOnFailure: once the broker is down every later run fails too, so shrinking would say nothing
-    await fc.assert(fc.asyncProperty(batch, async sessions => {
-      count(sessions)
-      await Promise.all(sessions.map(async s => { await overTcp(child.mqttPort, s) }))
-      return alive()
-    }), { numRuns: TCP_RUNS, endOnFailure: true })
-    await fc.assert(fc.asyncProperty(batch, async sessions => {
-      count(sessions)
-      await Promise.all(sessions.map(async s => { await overWebSocket(child.httpPort, s) }))
-      return alive()
-    }), { numRuns: WS_RUNS, endOnFailure: true })
+    try {
+      await fc.assert(fc.asyncProperty(batch, async sessions => {
+        count(sessions)
+        await Promise.all(sessions.map(async s => { await overTcp(child.mqttPort, s) }))
+        return alive()
+      }), { numRuns: TCP_RUNS, endOnFailure: true })
+      await fc.assert(fc.asyncProperty(batch, async sessions => {
+        count(sessions)
+        await Promise.all(sessions.map(async s => { await overWebSocket(child.httpPort, s) }))
+        return alive()
+      }), { numRuns: WS_RUNS, endOnFailure: true })
+    } catch (err) {
+      ordinary.halt()
+      throw err
+    }
 
     const { sent, received } = await ordinary.stop()
     expect(alive()).toBe(true)
@@ -286,5 +300,5 @@ describe('hostile MQTT input (TCP and WebSocket) against the broker process', ()
     const metrics = await (await fetch(`${child.url}/metrics`)).text()
     const bad = metrics.split('\n').filter(l => l.startsWith('tetra_bad_input_total') || l.startsWith('tetra_mqtt_connections ')).join(', ')
     console.log(`hostile MQTT: ${packets} packets in ${(TCP_RUNS + WS_RUNS) * SESSIONS_PER_RUN} sessions; ${sent.length} ordinary messages; RSS ${Math.round(rssBefore / 1e6)} -> ${Math.round(rssAfter / 1e6)} MB; ${bad}`)
-  }, 120_000)
+  }, 120_000 * SCALE)
 })
