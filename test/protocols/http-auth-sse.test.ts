@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { startTestBroker, tempDir, waitFor, type TestBroker } from '../helpers.js'
 import { Tickets } from '../../protocols/http/auth/tickets.js'
 import type { Principal } from '../../engines/auth/types.js'
@@ -132,12 +133,43 @@ describe('a deny inside an allowed wildcard or prefix is honoured at delivery', 
   let tokens: Record<string, string>
 
   beforeAll(async () => {
-    ({ tokens } = await writeAuthFile(dir.dir, { tokens: [{ name: 'admin', roles: ['all'] }, { name: 'reader', roles: ['reader'] }], roles: { all: ALL, reader: READER } }))
+    ({ tokens } = await writeAuthFile(dir.dir, {
+      tokens: [{ name: 'admin', roles: ['all'] }, { name: 'reader', roles: ['reader'] }, { name: 'prop', roles: ['prop'] }],
+      roles: {
+        all: ALL,
+        reader: READER,
+        prop: [
+          { resource: 'topic', pattern: '#', actions: ['subscribe'] },
+          { resource: 'topic', pattern: 'secret/#', actions: ['subscribe'], effect: 'deny' },
+          { resource: 'topic', pattern: '+/b/#', actions: ['subscribe'], effect: 'deny' },
+          { resource: 'topic', pattern: 'a/+/a', actions: ['subscribe'], effect: 'deny' }
+        ]
+      }
+    }))
     broker = await startTestBroker({ authFile: `${dir.dir}/auth.json` })
   })
   afterAll(async () => {
     await broker?.stop()
     dir.remove()
+  })
+
+  it('property: an SSE stream on # delivers exactly the published topics its principal may subscribe to, in order', async () => {
+    const principal = broker.engines.auth.token(tokens.prop)
+    if (!principal.ok) throw new Error('the prop token is not accepted')
+    const stream = sse(`${broker.url}/v1/pubsub/subscribe?filter=%23&retained=false`, bearer(tokens.prop))
+    expect(await opened(stream)).toBe(200)
+    const level = fc.constantFrom('public', 'secret', 'a', 'b')
+    const topic = fc.array(level, { minLength: 1, maxLength: 4 }).map(levels => levels.join('/'))
+    let round = 0
+    await fc.assert(fc.asyncProperty(fc.array(topic, { minLength: 1, maxLength: 8 }), async topics => {
+      const from = stream.events.length
+      const end = `public/end/${round++}`
+      for (const t of [...topics, end]) await publish(broker, tokens.admin, t, 1)
+      await waitFor(() => stream.events.slice(from).some(e => e.data.includes(`"${end}"`)), 5000, end)
+      const got = stream.events.slice(from).map(e => (JSON.parse(e.data) as { topic: string }).topic)
+      expect(got).toEqual([...topics.filter(t => principal.principal.can('topic', t, 'subscribe')), end])
+    }), { numRuns: 30 })
+    stream.close()
   })
 
   it('SSE subscribe to # delivers public topics and not secret/ ones (live and retained); retained GET likewise; secret/# itself -> 403', async () => {
