@@ -20,10 +20,14 @@ export interface StreamRules {
   deliver: ((p: Principal, name: string) => boolean) | null
 }
 
-/** The key of a principal's share of the limits: its identity, or the client's address when anonymous. */
+/**
+ * The key of a principal's share of the limits: its name (users and tokens share one namespace, and a
+ * certificate names a user, so a user counts once however it authenticates), or the client's address
+ * when it has no name (anonymous, or no auth file).
+ */
 export function principalKey (principal: Principal | null, request: FastifyRequest): string {
   if (principal === null || principal.name === null) return 'ip ' + request.ip
-  return principal.kind + ' ' + principal.name
+  return 'name ' + principal.name
 }
 
 /** One open SSE stream and the principal it was opened by (replaced when the auth file changes). */
