@@ -46,6 +46,9 @@ export interface BenchAuth {
   cleanup: () => void
 }
 
+/** Store keys and the queue the HTTP load uses (the backend role's `cache/*` and `jobs-*`). */
+export const KEY_PREFIX = 'cache/bench-'
+export const QUEUE = 'jobs-bench'
 export const DEVICE_PASSWORD = 'bench-device-password'
 const CLI = (): string => join(ROOT, 'dist/src/cli.js')
 

@@ -7,6 +7,7 @@
  */
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
+import { KEY_PREFIX, QUEUE } from './authfile.js'
 
 export interface AuthHttpParams {
   url: string
@@ -44,8 +45,6 @@ interface AutocannonResult {
 interface CannonInstance { on: (event: 'response', listener: (client: unknown, statusCode: number) => void) => void }
 type Autocannon = (opts: Record<string, unknown>, cb: (err: Error | null, result: AutocannonResult) => void) => CannonInstance
 
-export const KEY_PREFIX = 'cache/bench-'
-export const QUEUE = 'jobs-bench'
 const VALUE = 'v'.repeat(64)
 const PUSH_BODY = JSON.stringify({ payload: { n: 1, t: 0, job: 'resize', size: 1024 } })
 

@@ -8,9 +8,9 @@ import { median } from '../lib/stats.js'
 import { cpuTimeMs } from '../mqtt/targets.js'
 import { encodePublish } from '../mqtt/client.js'
 import { AuthClient, type Credentials } from '../auth/client.js'
-import { createBenchAuth, type BenchAuth } from '../auth/authfile.js'
+import { KEY_PREFIX, QUEUE, createBenchAuth, type BenchAuth } from '../auth/authfile.js'
 import type { AuthLoadParams, AuthLoadResult } from '../auth/mqtt-load.js'
-import { KEY_PREFIX, QUEUE, type AuthHttpParams, type AuthHttpResult } from '../auth/http-load.js'
+import type { AuthHttpParams, AuthHttpResult } from '../auth/http-load.js'
 
 /**
  * What auth costs (issue 11, "How well"): the same load against two Tetra processes of the same build in
@@ -54,10 +54,10 @@ interface Arm {
 async function startArms (extraArgs: string[]): Promise<{ arms: Arm[], auth: BenchAuth }> {
   const auth = benchAuth()
   const names = auth.devices.map(d => d.username)
-  const open = await startTetra(['--log-level', 'info', ...extraArgs])
+  const open = await startTetra([...extraArgs])
   let authed: RunningBroker
   try {
-    authed = await startTetra(['--log-level', 'info', '--auth-file', auth.file, ...extraArgs])
+    authed = await startTetra(['--auth-file', auth.file, ...extraArgs])
   } catch (err) {
     await open.stop()
     throw err
@@ -312,7 +312,7 @@ const reload: Scenario = {
   run: async ctx => {
     const reloads = ctx.quick ? 4 : 10
     const auth = benchAuth()
-    const broker = await startTetra(['--log-level', 'info', '--auth-file', auth.file])
+    const broker = await startTetra(['--auth-file', auth.file])
     const params: AuthLoadParams = {
       mode: 'steady',
       host: HOST,

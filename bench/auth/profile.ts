@@ -1,0 +1,129 @@
+/**
+ * Where auth spends its CPU: runs one load of the auth benchmarks against Tetra started with
+ * `node --cpu-prof`, once without and once with the bench auth file, and prints for each the broker CPU
+ * per operation, the top self-time functions, and the self time of Tetra's auth code (engines/auth,
+ * protocols/http/auth, protocols/mqtt) as a share of all samples. Build first (`npm run build`).
+ *
+ *   npx tsx bench/auth/profile.ts <fanin|qos1|get|put|push> [requests-or-messages] [top]
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ROOT, runNodeScript, startListening } from '../lib/process.js'
+import { cpuTimeMs } from '../mqtt/targets.js'
+import { KEY_PREFIX, QUEUE, createBenchAuth, type BenchAuth } from './authfile.js'
+import type { AuthLoadParams, AuthLoadResult } from './mqtt-load.js'
+import type { AuthHttpParams, AuthHttpResult } from './http-load.js'
+
+interface CallFrame { functionName: string, url: string, lineNumber: number }
+interface ProfileNode { id: number, callFrame: CallFrame, hitCount?: number, children?: number[] }
+interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[] }
+
+const AUTH_PATHS = ['/engines/auth/', '/protocols/http/auth/', '/protocols/mqtt/']
+
+type Mode = 'fanin' | 'qos1' | 'get' | 'put' | 'push'
+
+function where (f: CallFrame): string {
+  const file = f.url.replace(/^file:\/\//, '').replace(ROOT, '').replace(/^.*node_modules\//, 'node_modules/')
+  return `${file === '' ? '(native)' : file}:${f.functionName === '' ? '(anonymous)' : f.functionName}:${f.lineNumber + 1}`
+}
+
+/** Self samples per function and the share of auth code, from a .cpuprofile. */
+function summarize (profile: CpuProfile, top: number): string {
+  const total = profile.samples.length
+  const self = new Map<string, number>()
+  let authSelf = 0
+  let idle = 0
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0
+    if (hits === 0) continue
+    const key = where(n.callFrame)
+    self.set(key, (self.get(key) ?? 0) + hits)
+    if (AUTH_PATHS.some(p => n.callFrame.url.includes(p))) authSelf += hits
+    if (n.callFrame.functionName === '(idle)') idle += hits
+  }
+  const busy = total - idle
+  const pct = (h: number): string => `${(100 * h / busy).toFixed(1)}%`
+  const lines = [`${busy} busy samples of ${total}; Tetra auth code (engines/auth, protocols/http/auth, protocols/mqtt) self time: ${pct(authSelf)} of busy`]
+  const ranked = [...self.entries()].filter(([k]) => !k.includes('(idle)')).sort((a, b) => b[1] - a[1])
+  for (const [k, h] of ranked.slice(0, top)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
+  const authFns = ranked.filter(([k]) => AUTH_PATHS.some(p => k.includes(p.slice(1))))
+  if (authFns.length > 0) {
+    lines.push('  auth code, by self time:')
+    for (const [k, h] of authFns.slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
+  }
+  return lines.join('\n')
+}
+
+async function run (mode: Mode, count: number, auth: BenchAuth | undefined): Promise<{ cpuPerOpUs: number, rate: number, profile: CpuProfile }> {
+  const profDir = mkdtempSync(join(tmpdir(), 'tetra-prof-'))
+  const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
+  const broker = await startListening<{ mqttPort: number, httpPort: number }>(join(ROOT, 'dist/src/cli.js'),
+    ['--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', '--fsync', 'interval', ...(auth === undefined ? [] : ['--auth-file', auth.file])],
+    ['--max-semi-space-size=32', '--cpu-prof', '--cpu-prof-dir', profDir])
+  const url = `http://127.0.0.1:${broker.info.httpPort}`
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...(auth === undefined ? {} : { authorization: `Bearer ${auth.backend.password}` }) }
+  let ops = 0
+  let rate = 0
+  let cpu = 0
+  try {
+    if (mode === 'fanin' || mode === 'qos1') {
+      const devices = Array.from({ length: mode === 'fanin' ? 10 : 1 }, (_, i) => auth === undefined ? { name: `sensor-${i}` } : { name: `sensor-${i}`, credentials: auth.devices[i] })
+      const base = { host: '127.0.0.1', port: broker.info.mqttPort, devices, ...(auth === undefined ? {} : { subscriber: auth.backend }), payloadBytes: 64, timeoutMs: 60_000 }
+      const params = (n: number): AuthLoadParams => mode === 'fanin'
+        ? { ...base, mode, messagesPerPublisher: Math.ceil(n / 10), batch: 32 }
+        : { ...base, mode, messages: n, window: 1000 }
+      await runNodeScript<AuthLoadResult>(join(ROOT, 'dist/bench/auth/mqtt-load.js'), [JSON.stringify(params(Math.ceil(count / 5)))], { tsx: false })
+      const before = cpuTimeMs(broker.pid) ?? 0
+      const r = await runNodeScript<AuthLoadResult>(join(ROOT, 'dist/bench/auth/mqtt-load.js'), [JSON.stringify(params(count))], { tsx: false })
+      cpu = (cpuTimeMs(broker.pid) ?? 0) - before
+      ops = r.delivered
+      rate = r.rate
+    } else {
+      if (mode === 'get') {
+        for (let i = 0; i < 10_000; i += 100) {
+          const entries = Array.from({ length: 100 }, (_, j) => ({ key: `${KEY_PREFIX}${i + j}`, value: 'v'.repeat(64), encoding: 'utf8' }))
+          await fetch(`${url}/v1/store/mset`, { method: 'POST', headers, body: JSON.stringify({ entries }) })
+        }
+      }
+      if (mode === 'push') await fetch(`${url}/v1/queues/${QUEUE}`, { method: 'PUT', headers, body: '{}' })
+      const params = (n: number): AuthHttpParams => ({ url, mode, ...(auth === undefined ? {} : { token: auth.backend.password }), keys: 10_000, connections: mode === 'push' ? 64 : 32, requests: n, timeoutSeconds: 120 })
+      await runNodeScript<AuthHttpResult>(join(ROOT, 'dist/bench/auth/http-load.js'), [JSON.stringify(params(Math.ceil(count / 5)))], { tsx: false })
+      const before = cpuTimeMs(broker.pid) ?? 0
+      const r = await runNodeScript<AuthHttpResult>(join(ROOT, 'dist/bench/auth/http-load.js'), [JSON.stringify(params(count))], { tsx: false })
+      cpu = (cpuTimeMs(broker.pid) ?? 0) - before
+      ops = r.ok
+      rate = r.rate
+    }
+  } finally {
+    await broker.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  const file = readdirSync(profDir).find(f => f.endsWith('.cpuprofile'))
+  if (file === undefined) throw new Error(`no profile written in ${profDir}`)
+  const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile
+  rmSync(profDir, { recursive: true, force: true })
+  return { cpuPerOpUs: 1000 * cpu / ops, rate, profile }
+}
+
+async function main (): Promise<void> {
+  const mode = (process.argv[2] ?? 'get') as Mode
+  const defaults: Record<Mode, number> = { fanin: 300_000, qos1: 50_000, get: 60_000, put: 60_000, push: 60_000 }
+  const count = Number(process.argv[3] ?? defaults[mode])
+  const top = Number(process.argv[4] ?? 25)
+  const auth = createBenchAuth({ devices: 10, fillerUsers: 1000, fillerRules: 10_000 })
+  try {
+    for (const withAuth of [false, true]) {
+      const r = await run(mode, count, withAuth ? auth : undefined)
+      process.stdout.write(`\n== ${mode}, ${withAuth ? 'auth' : 'no auth'}: ${r.rate.toFixed(0)}/s, broker CPU ${r.cpuPerOpUs.toFixed(1)} µs/op (profiled: slower than unprofiled)\n`)
+      process.stdout.write(summarize(r.profile, top) + '\n')
+    }
+  } finally {
+    auth.cleanup()
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})
