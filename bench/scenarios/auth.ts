@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { BenchContext, BenchRow, Scenario } from '../lib/types.js'
@@ -408,18 +407,5 @@ const reload: Scenario = {
   }
 }
 
-/** The auth engine's own load-time benchmark (bench/auth/load.ts), when it is built. */
-const fileLoad: Scenario = {
-  name: 'auth-file-load',
-  group: GROUP,
-  run: async ctx => {
-    const built = script('load.js')
-    if (!existsSync(built)) {
-      ctx.progress('bench/auth/load.ts is not there yet')
-      return [{ group: GROUP, scenario: 'auth file load, 1,000 users / 10,000 rules', target: 'engine (in-process)', note: 'skipped: bench/auth/load.ts not built' }]
-    }
-    return await runNodeScript<BenchRow[]>(built, [...(ctx.quick ? ['--quick'] : [])], { tsx: false })
-  }
-}
-
-export const authScenarios: Scenario[] = [fanIn, qos1, storeHttp, queuePush, reload, fileLoad]
+/** auth-file-load (bench/auth/load.ts) is registered beside these in index.ts. */
+export const authScenarios: Scenario[] = [fanIn, qos1, storeHttp, queuePush, reload]
