@@ -118,6 +118,8 @@ async function compare (ctx: BenchContext, arms: Arm[], auth: BenchAuth, spec: C
       ctx.progress(`round ${round + 1}/${spec.rounds} ${arm.name}: ${fmt(s.rate)} ${spec.unit}${lat}${cpu} (${s.delivered}/${s.published}${s.errors !== undefined && s.errors > 0 ? `, ${s.errors} errors` : ''})`)
     }
   }
+  const counters = new Map<string, string>()
+  for (const arm of arms) counters.set(arm.name, await securityCounters(arm))
   const withAuth = samples.get(WITH)!
   const without = samples.get(WITHOUT)!
   const ratio = median(withAuth.map((s, i) => s.rate / without[i].rate))
@@ -150,11 +152,32 @@ async function compare (ctx: BenchContext, arms: Arm[], auth: BenchAuth, spec: C
     for (const n of new Set(ss.map(s => s.note).filter((n): n is string => n !== undefined))) notes.push(n)
     const cpu = medianOf(ss, cpuPer)
     if (cpu !== undefined) notes.push(`broker CPU ${(cpu * 1000).toFixed(1)} µs/op`)
+    const counted = counters.get(arm.name)
+    if (counted !== undefined && counted !== '') notes.push(counted)
     if (spec.extraNote !== undefined && arm.name === WITH) notes.push(spec.extraNote)
     notes.push(`median of ${ss.length}`)
     row.note = notes.join('; ')
     return row
   })
+}
+
+/**
+ * The broker's non-zero security counters (limit refusals, ACL denials, authentication failures) from
+ * /metrics: a denial or a limit in a benchmark means it measured something else than allowed traffic.
+ */
+async function securityCounters (arm: Arm): Promise<string> {
+  try {
+    const headers: Record<string, string> = arm.backend === undefined ? {} : { authorization: `Bearer ${arm.backend.password}` }
+    const res = await fetch(`${urlOf(arm)}/metrics`, { headers })
+    if (res.status !== 200) return `/metrics answered ${res.status}`
+    const text = await res.text()
+    return text.split('\n')
+      .filter(l => /^tetra_(limit_refusals|acl_denied|auth_failures)_total\{/.test(l) && !/ 0$/.test(l))
+      .map(l => l.replace(/^tetra_/, '').replace(/_total/, ''))
+      .join(', ')
+  } catch (err) {
+    return `/metrics: ${(err as Error).message}`
+  }
 }
 
 async function withArms (extraArgs: string[], body: (arms: Arm[], auth: BenchAuth) => Promise<BenchRow[]>): Promise<BenchRow[]> {
@@ -376,6 +399,7 @@ const reload: Scenario = {
     }
     const probesDropped = [probeSub, probePub].filter(c => c.droppedByPeer).length
     const peak = peakRssMb(broker.pid)
+    const counted = await securityCounters({ name: WITH, broker, devices: [], backend: auth.backend })
     await broker.stop()
     const r = result
     const disconnects = (r.disconnects ?? 0) + probesDropped
@@ -391,7 +415,8 @@ const reload: Scenario = {
       ...(r.duplicates !== undefined && r.duplicates > 0 ? [`${r.duplicates} duplicates`] : []),
       ...(r.delivered < r.published ? [`LOST ${r.published - r.delivered}`] : []),
       ...(r.timedOut ? ['timed out waiting for the last messages'] : []),
-      ...missed
+      ...missed,
+      ...(counted === '' ? [] : [counted])
     ]
     return [{
       group: GROUP,
