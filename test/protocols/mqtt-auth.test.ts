@@ -292,8 +292,15 @@ describe.each<Transport>(['tcp', 'ws'])('MQTT revocation and --mqtt-deny-disconn
     expect(subscriptionsOf('viewer-stored')).toEqual(['alerts/#', 'sensors/#'])
     await back.endAsync()
     await rewrite(spec(s => ({ ...s, roles: { ...s.roles, viewer: [{ resource: 'topic', pattern: 'alerts/#', actions: ['subscribe'] }] } })))
+    // queued while offline under the old rules; delivered under the new ones: the sensors message is not
+    // sent, and is gone from the queue (it does not come when sensors/# is allowed again, below)
+    await publisher.publishAsync('sensors/q', 'queued-sensor', { qos: 1 })
+    await publisher.publishAsync('alerts/q', 'queued-alert', { qos: 1 })
     const again = await connect({ username: 'viewer', password: 'pw-viewer', clientId: 'viewer-stored', clean: false })
+    const againGot = collect(again)
     expect(subscriptionsOf('viewer-stored')).toEqual(['alerts/#'])
+    await waitFor(() => againGot.includes('alerts/q queued-alert'), 5000, 'the queued alert')
+    expect(againGot).toEqual(['alerts/q queued-alert'])
     await again.endAsync()
     // allowed again: the subscription does not come back by itself
     await rewrite(spec(s => s))
