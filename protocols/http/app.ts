@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { Engines } from '../../engines/index.js'
 import type { Metrics } from '../metrics.js'
 import { errorHandler, problem, sendProblem } from './problem.js'
-import { clientErrorHandler, frameworkErrors, registerRequestChecks } from './client-errors.js'
+import { clientErrorHandler, frameworkErrors, registerLingeringClose, registerRequestChecks } from './client-errors.js'
 import { validatorCompiler } from './validation.js'
 import { mqttWebSocketErrorHandler, registerMqttWebSocket, selectMqttSubprotocol } from '../mqtt/websocket.js'
 import { registerOpsRoutes } from './routes/ops.js'
@@ -70,6 +70,7 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
   registerRequestChecks(app, ctx.metrics.security)
+  registerLingeringClose(app)
   const observeUnmatched = ctx.metrics.httpRouteObserver('unmatched')
   app.setNotFoundHandler((request, reply) => {
     void sendProblem(reply, problem(404, `no route ${request.method} ${request.url.split('?')[0]}`))

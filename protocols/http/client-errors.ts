@@ -47,8 +47,9 @@ type ClientErrorHandler = (this: FastifyInstance, err: NodeJS.ErrnoException & {
  */
 export function clientErrorHandler (security: SecurityCounters): ClientErrorHandler {
   return function (err, socket) {
-    // a reset connection, or one already answered: nothing to say
-    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    // a reset connection, or one already answered (the parser, fed on while the answer lingers, fails
+    // again): nothing to say
+    if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return
     security.bad('http')
     this.log.debug({ err: { code: err.code, message: err.message } }, 'bad HTTP request')
     answerOnSocket(this.server as Server & { maxHeaderSize?: number }, err, socket)
@@ -60,9 +61,53 @@ function answerOnSocket (server: Server & { maxHeaderSize?: number }, err: NodeJ
   // the middle of an answer, such as a timeout on a long SSE stream, just closes the connection)
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
   if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
-    socket.once('finish', () => { socket.destroy() })
     socket.end(rawProblemResponse(clientErrorProblem(err, server.maxHeaderSize ?? maxHeaderSize)))
+    lingerAfterEnd(socket)
   } else socket.destroy()
+}
+
+/** How long a connection closed by the broker keeps reading what its client still sends. */
+export const LINGER_MS = 5000
+const lingering = new WeakSet<Duplex>()
+
+/**
+ * Closes a connection whose client may still be sending (a body the answer did not wait for, the rest
+ * of oversized headers) without destroying the answer. Closing a socket with unread bytes makes the
+ * kernel send a reset, and a reset wipes the answer from the client's receive buffer before it is read:
+ * the client sees "connection reset" instead of its 413 or 431. So, as RFC 9112 9.6 advises (nginx's
+ * lingering close): after our FIN, read and discard until the client closes its side, at most LINGER_MS.
+ */
+function lingerAfterEnd (socket: Duplex): void {
+  if (lingering.has(socket)) return
+  lingering.add(socket)
+  socket.once('finish', () => {
+    const done = (): void => { clearTimeout(timer); socket.destroy() }
+    const timer = setTimeout(done, LINGER_MS)
+    timer.unref()
+    socket.once('end', done)
+    socket.once('close', () => { clearTimeout(timer) })
+    socket.resume()
+  })
+}
+
+/**
+ * Answers given before the request's body was read (413 for a declared length over the limit, a 404,
+ * 401 or 415 on a request with a body) on a connection that is then closed: node destroys the socket
+ * right after the answer (socket.destroySoon), which resets it while the body is still coming. Such a
+ * socket lingers instead (see lingerAfterEnd).
+ */
+export function registerLingeringClose (app: FastifyInstance): void {
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    const raw = request.raw
+    if (!raw.complete) {
+      const socket = raw.socket as Duplex & { destroySoon?: () => void }
+      socket.destroySoon = () => {
+        socket.end()
+        lingerAfterEnd(socket)
+      }
+    }
+    done(null, payload)
+  })
 }
 
 /** fastify's frameworkErrors: errors of its router, before any hook (FST_ERR_BAD_URL above all). */

@@ -24,7 +24,8 @@ let child: ChildBroker
 let dir: ReturnType<typeof tempDir>
 beforeAll(async () => {
   dir = tempDir()
-  child = await spawnBroker(['--data-dir', dir.dir, '--fsync', 'never'])
+  // a body limit the huge strings (64 KB to 1 MB) sometimes exceed: 413s without sending 16 MB each
+  child = await spawnBroker(['--data-dir', dir.dir, '--fsync', 'never', '--http-body-limit', '512kb'])
 })
 afterAll(async () => {
   if (child.child.exitCode === null) {
@@ -84,7 +85,8 @@ async function send (port: number, r: RawRequest): Promise<RawAnswer> {
   await new Promise<void>(resolve => { socket.once('connect', resolve); socket.once('close', resolve) })
   const head = [`${r.method} ${r.target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...r.headers.map(([n, v]) => `${n}: ${v}`)]
   if (r.body !== undefined) head.push(`Content-Length: ${r.body.length}`)
-  socket.write(head.join('\r\n') + '\r\n\r\n')
+  // latin1: one byte per character, so that raw bytes (raw-path-bytes) go out as they are
+  socket.write(Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'))
   if (r.body !== undefined) {
     if (r.slow !== undefined) {
       const size = Math.ceil(r.body.length / r.slow.pieces)
@@ -227,6 +229,7 @@ type Damage =
   | { kind: 'odd-number', field: number, text: string }
   | { kind: 'proto', text: string }
   | { kind: 'odd-header', name: string, value: string }
+  | { kind: 'raw-path-bytes', bytes: string }
 
 const damage: fc.Arbitrary<Damage> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ kind: 'none' as const }) },
@@ -248,6 +251,7 @@ const damage: fc.Arbitrary<Damage> = fc.oneof(
       text: fc.constantFrom('1e309', '-1e309', '1e-400', '123456789012345678901234567890', '-0', '0.0000001', '9007199254740993', '4294967296', '-1', '1.5', '0', '2147483648', '1e21')
     })
   },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('raw-path-bytes' as const), bytes: fc.constantFrom('\xc3\x28', '\xff', '\xc3\xa9', '\x7f', '\x00', '\t', ' x', '#frag', '?', '\\', '/../..', '//') }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('proto' as const), text: fc.constantFrom('"__proto__":{"polluted":1}', '"constructor":{"prototype":{"polluted":1}}', '"__proto__":null') }) },
   {
     weight: 2,
@@ -318,6 +322,7 @@ function build (g: Generated, d: Damage): RawRequest {
     case 'odd-number': if (text !== undefined) text = withField(body, d.field, d.text); else query = query.map(q => q.replace(/=.*/, '=' + encodeURIComponent(d.text))); break
     case 'proto': if (text?.startsWith('{') === true) text = text.length > 2 ? `{${d.text},${text.slice(1)}` : `{${d.text}}`; break
     case 'odd-header': headers.push([d.name, d.value]); break
+    case 'raw-path-bytes': path = path.replace(/\/([^/]*)$/, `/$1${d.bytes}`); break
   }
   if (bytes === undefined && text !== undefined) bytes = Buffer.from(text)
   if (bytes === undefined && g.rawBody !== undefined) bytes = g.rawBody.bytes
@@ -396,6 +401,21 @@ async function ordinaryTraffic (base: string): Promise<{ stop: () => Promise<voi
 // --- the test ----------------------------------------------------------------------------------
 
 describe('hostile HTTP input generated from the OpenAPI document', () => {
+  // found by the run below: the broker answered 413 and closed the connection while the body was still
+  // coming; closing with unread bytes resets the connection, and the reset wiped the answer before the
+  // client read it (about 1 time in 3, the client saw EPIPE and nothing else)
+  it('RFC 9112 9.6: a 413 or 415 answered before the body was read reaches the client (lingering close)', async () => {
+    const body = Buffer.alloc(1024 * 1024, 0x20)
+    for (let i = 0; i < 10; i++) {
+      for (const [type, status] of [['application/json', 413], ['application/xml', 415]] as const) {
+        const r: RawRequest = { method: 'POST', target: '/v1/pubsub/publish', headers: [['Content-Type', type]], body }
+        const a = await send(child.httpPort, r)
+        expect(a.status, `${type}: ${a.body.toString()}`).toBe(status)
+        checkAnswer(r, a)
+      }
+    }
+  })
+
   it('answers every request 2xx or 4xx problem+json, stays up, and an ordinary client loses nothing', async () => {
     const base = child.url
     for (const name of KNOWN) {
