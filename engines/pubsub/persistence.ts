@@ -372,7 +372,7 @@ export class DurableMqttPersistence {
     const queue = this.outgoing.get(client.id)
     if (queue === undefined) return undefined
     // a packet not sent yet (no message id) is found by its origin: aedes clears one that it will not send
-    // (the ACL refused it at delivery), and the MQTT front-end one that it dropped
+    // (the ACL refused it at delivery); by message id alone it would clear the first unsent one instead
     const byOrigin = packet.messageId === undefined && packet.brokerId !== undefined
     const i = byOrigin
       ? queue.findIndex(entry => entry.packet.brokerId === packet.brokerId && entry.packet.brokerCounter === packet.brokerCounter)

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import { checkTopicLimits, DEFAULT_TOPIC_LIMITS, overTopicLimit, TopicLimitError, topicMatches, validateFilter, validatePublishTopic, type TopicLimits } from './topics.js'
 import { InvalidArgument, Unavailable } from '../errors.js'
 import type { Storage } from '../storage/storage.js'
-import { DurableMqttPersistence, type MqttPacket } from './persistence.js'
+import { DurableMqttPersistence } from './persistence.js'
 import { SysTopics } from './sys-topics.js'
 import { parseShare, SharedSubscriptions } from './shared.js'
 import { repairEmitter } from './emitter.js'
@@ -54,7 +54,6 @@ export interface PubSubStats {
 interface AedesPersistence {
   createRetainedStreamCombi (patterns: string[]): AsyncIterable<AedesPublishPacket>
   removeSubscriptions (client: { id: string }, filters: string[]): Promise<void>
-  outgoingClearMessageId (client: { id: string }, packet: MqttPacket): Promise<unknown>
 }
 interface AedesWithPersistence { persistence: AedesPersistence }
 
@@ -317,15 +316,6 @@ export class PubSub {
     if (filters.length === 0 || client.closed) return
     if (!client.clean) await this.aedesPersistence.removeSubscriptions(client, filters)
     await new Promise<void>(resolve => { client.unsubscribe({ unsubscriptions: filters } as unknown as UnsubscribePacket, () => { resolve() }) })
-  }
-
-  /**
-   * Removes a message not sent yet from a client's persistent-session queue (found by its origin): the
-   * front-end dropped it (--mqtt-max-inflight), and a dropped message must not come back after a restart.
-   */
-  async forgetQueued (client: Client, packet: AedesPublishPacket): Promise<void> {
-    if (client.clean) return
-    await this.aedesPersistence.outgoingClearMessageId(client, { cmd: 'publish', topic: packet.topic, payload: Buffer.alloc(0), qos: packet.qos, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter })
   }
 
   get connectedClients (): number { return this.broker.connectedClients ?? 0 }

@@ -99,10 +99,7 @@ export class MqttFrontGate implements MqttGate {
     const window = new InflightWindow(client, {
       maxInflight: this.settings.maxInflight,
       maxWaiting: this.settings.maxQueued,
-      dropped: (dropping, packet) => {
-        this.security.limit('mqtt_max_inflight')
-        void this.pubsub.forgetQueued(dropping, packet).catch(() => {})
-      }
+      dropped: () => { this.security.limit('mqtt_max_inflight') }
     })
     onClientPacket(client, packet => {
       if (packet.cmd === 'puback' || packet.cmd === 'pubcomp') window.acknowledged(packet.messageId)

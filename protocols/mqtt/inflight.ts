@@ -3,9 +3,10 @@ import type { AedesPublishPacket, Client } from 'aedes'
 /**
  * --mqtt-max-inflight for messages to a client: at most that many QoS 1/2 PUBLISH sent and not yet
  * acknowledged (PUBACK, or PUBCOMP for QoS 2), as Mosquitto's max_inflight_messages. Further ones wait
- * in a list, sent as acknowledgements come back; the list holds at most --mqtt-max-queued messages (0: no
- * cap), beyond which the oldest waiting one is dropped and counted (for a persistent session, removed
- * from its stored queue too). The router is never held up by a slow client.
+ * in a list, sent as acknowledgements come back. For a clean session the list holds at most
+ * --mqtt-max-queued messages (0: no cap), beyond which the oldest waiting one is dropped and counted; a
+ * persistent session's waiting messages are in its stored queue already and are not dropped. The router
+ * is never held up by a slow client.
  *
  * aedes sends a QoS 1/2 message through `client.deliverQoS(packet, cb)`, which gives the message its id
  * and calls `cb` as a method of the packet it wrote (`packet.writeCallback()`): that is where the id of
@@ -30,7 +31,7 @@ export interface InflightOptions {
   maxInflight: number
   /** Most messages waiting for a free slot; 0: no cap. */
   maxWaiting: number
-  /** A waiting message was dropped (counted; a persistent session forgets it). */
+  /** A waiting message was dropped (counted). */
   dropped: (client: Client, packet: AedesPublishPacket) => void
 }
 
@@ -42,7 +43,9 @@ export class InflightWindow {
   private readonly sent = new Set<number>()
   /** Messages handed to aedes whose write has not completed. */
   private writing = 0
-  private readonly waiting: AedesPublishPacket[] = []
+  /** Messages waiting for a slot, oldest first from `head` (shift() on a long array would cost its length). */
+  private waiting: AedesPublishPacket[] = []
+  private head = 0
   /** Acknowledgements that overtook the write callback of their message. */
   private readonly early = new Set<number>()
   private readonly deliver: Deliver
@@ -111,16 +114,30 @@ export class InflightWindow {
 
   private wait (packet: AedesPublishPacket): void {
     const cap = this.options.maxWaiting
-    if (cap > 0 && this.waiting.length >= cap) {
-      const oldest = this.waiting.shift()
+    // a persistent session's messages are in its stored queue already (and in memory there): they wait
+    // without a cap, and those still waiting when the client leaves are sent when it comes back
+    if (cap > 0 && this.client.clean && this.waitingCount >= cap) {
+      const oldest = this.nextWaiting()
       if (oldest !== undefined) this.options.dropped(this.client, oldest)
     }
     this.waiting.push(packet)
   }
 
+  private get waitingCount (): number { return this.waiting.length - this.head }
+
+  private nextWaiting (): AedesPublishPacket | undefined {
+    if (this.head >= this.waiting.length) return undefined
+    const next = this.waiting[this.head++]
+    if (this.head >= 1024 && this.head * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head)
+      this.head = 0
+    }
+    return next
+  }
+
   private pump (): void {
-    while (!this.full && this.waiting.length > 0 && !this.client.closed) {
-      const next = this.waiting.shift()
+    while (!this.full && this.waitingCount > 0 && !this.client.closed) {
+      const next = this.nextWaiting()
       if (next !== undefined) this.sendWaited(next)
     }
   }

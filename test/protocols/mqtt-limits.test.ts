@@ -168,6 +168,24 @@ describe('MQTT limits', () => {
     expect(publishes().map(p => p.payload.toString())).toEqual(['0', '1', '2', '3', '4', '10', '11', '12', '13', '14', '15', '16', '17', '18', '19'])
   })
 
+  it('--mqtt-max-inflight: a persistent session\'s messages past the window wait in its stored queue, none dropped, and come when it reconnects', async () => {
+    const b = await broker({ mqttMaxInflight: 3, mqttMaxQueued: 2 })
+    const r = await raw(b.mqtt.port, 'slow-session', false)
+    r.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'session/#', qos: 1 }] })
+    await waitFor(() => r.packets.some(p => p.cmd === 'suback'), 5000, 'SUBACK')
+    const publisher = await connect(b.mqttUrl)
+    for (let i = 0; i < 8; i++) await publisher.publishAsync('session/t', String(i), { qos: 1 })
+    await waitFor(() => r.packets.filter(p => p.cmd === 'publish').length === 3, 5000, 'a full window')
+    r.socket.destroy()
+    await r.closed
+    const got: string[] = []
+    const back = await connect(b.mqttUrl, { clientId: 'slow-session', clean: false })
+    back.on('message', (_t, payload) => { got.push(payload.toString()) })
+    await waitFor(() => got.length >= 8, 5000, 'every message')
+    expect(got).toEqual(['0', '1', '2', '3', '4', '5', '6', '7'])
+    expect(await limitCount(b, 'mqtt_max_inflight')).toBe(0)
+  })
+
   it('--mqtt-max-inflight: one more inbound QoS 2 publish awaiting PUBREL than the cap closes the connection', async () => {
     const b = await broker({ mqttMaxInflight: 3 })
     const r = await raw(b.mqtt.port, 'qos2-hoarder')
