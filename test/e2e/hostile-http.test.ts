@@ -25,7 +25,9 @@ let dir: ReturnType<typeof tempDir>
 beforeAll(async () => {
   dir = tempDir()
   // a body limit the huge strings (64 KB to 1 MB) sometimes exceed: 413s without sending 16 MB each
-  child = await spawnBroker(['--data-dir', dir.dir, '--fsync', 'never', '--http-body-limit', '512kb'])
+  // HOSTILE_HTTP_AUTH_FILE: the same run through the auth hooks (an auth file whose anonymous role may do everything)
+  const auth = process.env.HOSTILE_HTTP_AUTH_FILE !== undefined ? ['--auth-file', process.env.HOSTILE_HTTP_AUTH_FILE] : []
+  child = await spawnBroker(['--data-dir', dir.dir, '--fsync', 'never', '--http-body-limit', '512kb', ...auth])
 })
 afterAll(async () => {
   if (child.child.exitCode === null) {

@@ -31,7 +31,9 @@ let dir: ReturnType<typeof tempDir>
 beforeAll(async () => {
   dir = tempDir()
   // no connection-rate cap: the generated sessions open thousands of connections from one address
-  child = await spawnBroker(['--data-dir', dir.dir, '--mqtt-connect-rate', '0', '--fsync', 'never'])
+  // HOSTILE_MQTT_AUTH_FILE: the same run through the MQTT gate (an auth file whose anonymous role may do everything)
+  const auth = process.env.HOSTILE_MQTT_AUTH_FILE !== undefined ? ['--auth-file', process.env.HOSTILE_MQTT_AUTH_FILE] : []
+  child = await spawnBroker(['--data-dir', dir.dir, '--mqtt-connect-rate', '0', '--fsync', 'never', ...auth])
 })
 afterAll(async () => {
   if (child.child.exitCode === null) {
