@@ -144,13 +144,16 @@ interface Session {
   /** A second CONNECT after the packets (MQTT-3.1.0-2: a protocol violation that closes the client). */
   secondConnect: Packet | null
   drip: boolean
+  /** On WebSocket: raw bytes written under the WebSocket framing at the end (mostly invalid frames). */
+  frames: Buffer | null
 }
 
 const session: fc.Arbitrary<Session> = fc.record({
   connect: fc.option(connectPacket, { nil: null, freq: 4 }),
   packets: fc.array(fc.record({ packet: fc.oneof({ weight: 5, arbitrary: otherPacket }, { weight: 1, arbitrary: connectPacket }), mutation }), { maxLength: 6 }),
   secondConnect: fc.option(connectPacket, { nil: null, freq: 3 }),
-  drip: fc.boolean()
+  drip: fc.boolean(),
+  frames: fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }).map(b => Buffer.from(b)), { nil: null, freq: 3 })
 })
 
 function sessionBytes (s: Session): Buffer {
@@ -199,12 +202,19 @@ async function overWebSocket (port: number, s: Session): Promise<void> {
   }
   if (ws.readyState === WebSocket.OPEN) {
     ws.send(data.subarray(dripped))
+    if (s.frames !== null) {
+      // under the framing: a client frame must be masked, so these are refused as invalid (RFC 6455 5.1)
+      (ws as unknown as { _socket: net.Socket })._socket.write(s.frames)
+      invalidFrames++
+    }
     ws.close()
   }
   const timer = setTimeout(() => { ws.terminate() }, 5000)
   await closed
   clearTimeout(timer)
 }
+
+let invalidFrames = 0
 
 // --- the ordinary clients ------------------------------------------------------------------------
 
@@ -300,6 +310,8 @@ describe('hostile MQTT input (TCP and WebSocket) against the broker process', ()
       await c.endAsync()
     }
     const metrics = await (await fetch(`${child.url}/metrics`)).text()
+    // the invalid frames were counted as the client's bad input (and logged at debug: no error above)
+    if (invalidFrames > 0) expect(metrics).toMatch(/^tetra_bad_input_total\{transport="mqtt_ws"\} [1-9]/m)
     const bad = metrics.split('\n').filter(l => l.startsWith('tetra_bad_input_total') || l.startsWith('tetra_mqtt_connections ')).join(', ')
     console.log(`hostile MQTT: ${packets} packets in ${(TCP_RUNS + WS_RUNS) * SESSIONS_PER_RUN} sessions; ${sent.length} ordinary messages; RSS ${Math.round(rssBefore / 1e6)} -> ${Math.round(rssAfter / 1e6)} MB; ${bad}`)
   }, 120_000 * SCALE)
