@@ -54,8 +54,8 @@ export class InflightWindow {
     const delivering = client as unknown as DeliveringClient
     this.deliver = delivering.deliverQoS
     delivering.deliverQoS = (packet, cb) => {
-      // a QoS 0 message (downgraded by the publisher) goes aedes' way at once
-      if (packet.qos === 0 || !this.full) this.send(packet, cb)
+      // a QoS 0 message (downgraded by the publisher) goes aedes' way at once; others keep their order
+      if (packet.qos === 0 || (!this.full && this.waitingCount === 0)) this.send(packet, cb)
       else {
         if (!this.seenBefore(packet)) this.wait(packet)
         cb()
