@@ -36,7 +36,7 @@ async function writeAuthFile (dir: string, spec: AuthSpec): Promise<{ file: stri
     users,
     tokens: (spec.tokens ?? []).map(t => {
       tokens[t.name] = t.token ?? BILLING_TOKEN
-      return { name: t.name, hash: hashToken(tokens[t.name]), roles: t.roles, expiresAt: null }
+      return { name: t.name, hash: hashToken(tokens[t.name]), roles: t.roles, expiresAt: t.expiresAt == null ? null : new Date(t.expiresAt).toISOString() }
     }),
     roles: spec.roles,
     ...(spec.anonymous !== undefined ? { anonymous: spec.anonymous } : {})
@@ -311,6 +311,25 @@ describe.each<Transport>(['tcp', 'ws'])('MQTT revocation and --mqtt-deny-disconn
     await waitFor(() => lastGot.includes('alerts/x for-viewer'), 5000, 'the alert')
     expect(lastGot).toEqual(['alerts/x for-viewer'])
     expect(got).toEqual([])
+  })
+
+  it('closes a token\'s connection when the token expires; a user\'s connection stays up', async () => {
+    const expiring = await startAuthBroker(transport, { ...SPEC, tokens: [{ name: 'short', roles: ['backend'], token: 'tetra_short-lived-token-0123456789', expiresAt: Date.now() + 1500 }] })
+    try {
+      const tokenClient = await mqtt.connectAsync(expiring.url, { reconnectPeriod: 0, username: 'short', password: 'tetra_short-lived-token-0123456789' })
+      const userClient = await mqtt.connectAsync(expiring.url, { reconnectPeriod: 0, username: 'backend', password: 'pw-backend' })
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error('the token\'s connection was not closed')) }, 10_000)
+        tokenClient.once('close', () => { clearTimeout(timer); resolve() })
+      })
+      tokenClient.end(true)
+      await userClient.publishAsync('still/up', 'yes', { qos: 1 })
+      expect(userClient.connected).toBe(true)
+      await userClient.endAsync()
+    } finally {
+      await expiring.broker.stop()
+      expiring.cleanup()
+    }
   })
 
   it('with --mqtt-deny-disconnect a denied PUBLISH closes the connection; without anonymous roles a client without credentials gets 0x05', async () => {
