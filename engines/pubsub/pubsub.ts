@@ -121,8 +121,9 @@ export class PubSub {
     this.shared = new SharedSubscriptions(broker)
     broker.on('unsubscribe', (topics: string[], client: Client) => { this.shared.leave(client, topics) })
     broker.on('clientDisconnect', (client: Client) => { this.shared.leaveAll(client) })
-    // aedes' publish, and in its place one that skips what routeBeforePuback routed already
-    // (aedes takes an optional client before the callback; its typings leave it out)
+    // aedes' publish, and in its place one that skips what routeBeforePuback routed already, what the
+    // gate dropped and aedes' per-client $SYS notices (aedes takes an optional client before the
+    // callback; its typings leave it out)
     const aedesPublish = broker.publish.bind(broker) as unknown as PublishFn
     this.publishNow = aedesPublish
     const skipPublish = this.skipPublish
