@@ -12,6 +12,9 @@ import { SecurityCounters } from '../../protocols/security-metrics.js'
 import { hashPassword } from '../../engines/auth/hash.js'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import fc from 'fast-check'
+import type { AedesPublishPacket, Client } from 'aedes'
+import { InflightWindow } from '../../protocols/mqtt/inflight.js'
 
 /**
  * Each MQTT limit of issue 11 triggered once, with its refusal and its counter
@@ -248,5 +251,63 @@ describe('MQTT limits', () => {
     expect(((await long.json()) as { detail: string }).detail).toContain('--mqtt-max-topic-length')
     expect(await limitCount(b, 'mqtt_max_topic_levels')).toBe(2)
     expect(await limitCount(b, 'mqtt_max_topic_length')).toBe(1)
+  })
+
+  it('the in-flight window, as a property: never more than the cap unacknowledged, order kept, a persistent session loses nothing', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 0, max: 4 }),
+      fc.boolean(),
+      fc.array(fc.oneof(fc.constant<'deliver'>('deliver'), fc.nat({ max: 9 })), { maxLength: 80 }),
+      (maxInflight, maxWaiting, clean, steps) => {
+        // aedes' deliverQoS, as far as the window sees it: its duplicate guard, a message id, the write callback
+        let nextId = 1
+        const written: Array<{ id: number, counter: number }> = []
+        const client = {
+          clean,
+          closed: false,
+          duplicates: {} as Record<string, number>,
+          deliverQoS (packet: AedesPublishPacket, cb: () => void) {
+            if ((client.duplicates[packet.brokerId] ?? 0) >= packet.brokerCounter) { cb(); return }
+            client.duplicates[packet.brokerId] = packet.brokerCounter
+            const id = nextId++
+            written.push({ id, counter: packet.brokerCounter })
+            cb.call({ cmd: 'publish', qos: 1, messageId: id })
+          }
+        }
+        let dropped = 0
+        const window = new InflightWindow(client as unknown as Client, { maxInflight, maxWaiting, dropped: () => { dropped++ } })
+        const unacked = new Set<number>()
+        let counter = 0
+        for (const step of steps) {
+          if (step === 'deliver') {
+            counter++
+            const before = written.length
+            client.deliverQoS({ cmd: 'publish', topic: 't', payload: Buffer.alloc(0), qos: 1, retain: false, dup: false, brokerId: 'b', brokerCounter: counter } as unknown as AedesPublishPacket, () => {})
+            for (const w of written.slice(before)) unacked.add(w.id)
+          } else if (unacked.size > 0) {
+            const id = [...unacked][step % unacked.size]
+            unacked.delete(id)
+            const before = written.length
+            window.acknowledged(id)
+            for (const w of written.slice(before)) unacked.add(w.id)
+          }
+          expect(unacked.size).toBeLessThanOrEqual(maxInflight)
+        }
+        // everything acknowledged: what is left waiting goes out
+        while (unacked.size > 0) {
+          const [id] = unacked
+          unacked.delete(id)
+          const before = written.length
+          window.acknowledged(id)
+          for (const w of written.slice(before)) unacked.add(w.id)
+        }
+        const counters = written.map(w => w.counter)
+        expect(counters).toEqual([...counters].sort((a, b) => a - b))
+        expect(new Set(counters).size).toBe(counters.length)
+        expect(counters.length + dropped).toBe(counter)
+        if (!clean || maxWaiting === 0) expect(dropped).toBe(0)
+      }
+    ), { numRuns: 300 })
   })
 })
