@@ -16,7 +16,8 @@ describe('MQTT persistent sessions and retained messages across kill -9', () => 
     const retainedAcked = new Map<string, string>()
     try {
       for (let round = 0; round < 3; round++) {
-        const broker = await spawnBroker(['--data-dir', tmp.dir])
+        // no cap on the offline queue (--mqtt-max-queued drops the oldest past 1000): every acknowledged message must stay
+        const broker = await spawnBroker(['--data-dir', tmp.dir, '--mqtt-max-queued', '0'])
         const url = `mqtt://127.0.0.1:${broker.mqttPort}`
         if (round === 0) {
           // the device's session: subscribed, then offline
@@ -61,7 +62,7 @@ describe('MQTT persistent sessions and retained messages across kill -9', () => 
         expect(queuedAcked.length + retainedAcked.size).toBeGreaterThanOrEqual(killAfter)
       }
 
-      const restarted = await spawnBroker(['--data-dir', tmp.dir])
+      const restarted = await spawnBroker(['--data-dir', tmp.dir, '--mqtt-max-queued', '0'])
       try {
         const url = `mqtt://127.0.0.1:${restarted.mqttPort}`
         const received = new Set<string>()
