@@ -74,7 +74,8 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
         https: certificates?.serverOptions(),
         httpRateLimit: config.httpRateLimit,
         sseMaxStreams: config.sseMaxStreams,
-        corsOrigin: config.corsOrigin
+        corsOrigin: config.corsOrigin,
+        mqttMaxPacketSize: config.mqttMaxPacketSize
       },
       isShuttingDown: () => shuttingDown
     }, logger)

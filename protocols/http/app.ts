@@ -32,6 +32,8 @@ export interface HttpOptions {
   sseMaxStreams?: number
   /** Origins allowed to call the API from a browser ('*' = any); none: same-origin only. */
   corsOrigin?: readonly string[]
+  /** --mqtt-max-packet-size: the largest WebSocket message /mqtt takes (ws buffers a whole message first). */
+  mqttMaxPacketSize?: number
 }
 
 export interface HttpContext {
@@ -114,7 +116,9 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
   // registered in: here that is only /mqtt, not every HTTP request of the broker.
   await app.register(async scope => {
     await scope.register(websocket, {
-      options: { maxPayload: 256 * 1024 * 1024, handleProtocols: selectMqttSubprotocol },
+      // a frame carries one MQTT packet (MQTT-6.0.0-2 lets it carry several, clients send one): a frame above the
+      // packet cap plus its 5-byte fixed header is refused by ws (close 1009) from its header, before it is buffered
+      options: { maxPayload: (ctx.options.mqttMaxPacketSize ?? 256 * 1024 * 1024) + 5, handleProtocols: selectMqttSubprotocol },
       errorHandler: mqttWebSocketErrorHandler(ctx.metrics.security)
     })
     registerMqttWebSocket(scope, ctx.engines.pubsub, ctx.metrics.security)

@@ -88,6 +88,26 @@ describe('MQTT limits', () => {
     r.socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe4, 0x5f]))
     await r.closed
     expect(await limitCount(b, 'mqtt_max_packet_size')).toBe(2)
+    // over WebSocket: the frame is refused by its size too (ws' maxPayload follows the cap), the connection closed
+    const overWs = await connect(b.wsUrl)
+    await overWs.publishAsync('size/ok', Buffer.alloc(900), { qos: 1 })
+    const wsClosed = new Promise<void>(resolve => { overWs.once('close', () => { resolve() }) })
+    overWs.publish('size/big', Buffer.alloc(4096), { qos: 0 })
+    await wsClosed
+    // a WebSocket frame header announcing 100 MB: refused from the header with close code 1009 (message too big,
+    // RFC 6455 7.4.1), not buffered until the body comes
+    const upgraded = net.connect(b.httpAddress.port, '127.0.0.1')
+    upgraded.on('error', () => {})
+    let received = Buffer.alloc(0)
+    upgraded.on('data', (chunk: Buffer) => { received = Buffer.concat([received, chunk]) })
+    const closeFrame = Buffer.from([0x88, 0x02, 0x03, 0xf1])
+    upgraded.write('GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n')
+    const length = Buffer.alloc(8)
+    length.writeBigUInt64BE(100n * 1024n * 1024n)
+    upgraded.write(Buffer.concat([Buffer.from([0x82, 0xff]), length, Buffer.from([1, 2, 3, 4])]))
+    await waitFor(() => received.includes(closeFrame), 5000, 'a close frame with code 1009')
+    upgraded.destroy()
   })
 
   it('--mqtt-max-connections: CONNACK 0x03 (server unavailable) past the cap; a place that frees up is taken again', async () => {
@@ -251,6 +271,11 @@ describe('MQTT limits', () => {
     expect(((await long.json()) as { detail: string }).detail).toContain('--mqtt-max-topic-length')
     expect(await limitCount(b, 'mqtt_max_topic_levels')).toBe(2)
     expect(await limitCount(b, 'mqtt_max_topic_length')).toBe(1)
+    // an SSE subscription is refused before its stream starts: a 400, not a 200 stream that never delivers
+    const sse = await fetch(`${b.url}/v1/pubsub/subscribe?filter=a/b/c/d/%2B`)
+    expect(sse.status).toBe(400)
+    expect(sse.headers.get('content-type')).toContain('application/problem+json')
+    expect(((await sse.json()) as { detail: string }).detail).toContain('--mqtt-max-topic-levels')
   })
 
   it('the in-flight window, as a property: never more than the cap unacknowledged, order kept, a persistent session loses nothing', () => {

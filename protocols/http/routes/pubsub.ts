@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { HttpContext } from '../app.js'
 import type { BusMessage, QoS } from '../../../engines/pubsub/pubsub.js'
-import { validateFilter } from '../../../engines/pubsub/topics.js'
 import { decodePayload, encodePayload, encodingSchema, type PayloadEncoding } from '../payload.js'
 import { SseStream } from '../sse.js'
 
@@ -76,7 +75,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
       produces: ['text/event-stream']
     }
   }, async (request, reply) => {
-    const filters = request.query.filter.map(validateFilter)
+    const filters = request.query.filter.map(f => pubsub.validateFilter(f))
     const sse = new SseStream(request, reply, ctx.options.sseHeartbeatMs)
     ctx.metrics.sseClients.inc({ feed: 'pubsub' })
     sse.onClose(() => { ctx.metrics.sseClients.dec({ feed: 'pubsub' }) })
@@ -110,7 +109,7 @@ export function registerPubSubRoutes (app: FastifyInstance, ctx: HttpContext): v
       response: { 200: { type: 'object', properties: { messages: { type: 'array', items: messageSchema } } } }
     }
   }, async (request) => {
-    const filters = request.query.filter.map(validateFilter)
+    const filters = request.query.filter.map(f => pubsub.validateFilter(f))
     const messages = await pubsub.retained(filters)
     return { messages: messages.map(messageJson) }
   })
