@@ -52,7 +52,48 @@ function summarize (profile: CpuProfile, top: number): string {
     lines.push('  auth code, by self time:')
     for (const [k, h] of authFns.slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
   }
+  const inclusive = [...inclusiveTimes(profile).entries()]
+    .filter(([k]) => AUTH_PATHS.some(p => k.includes(p.slice(1))) || INCLUSIVE_ALSO.some(f => k.includes(f)))
+    .sort((a, b) => b[1] - a[1])
+  if (inclusive.length > 0) {
+    lines.push('  auth code and fastify hook runners, inclusive (self + callees):')
+    for (const [k, h] of inclusive.slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
+  }
   return lines.join('\n')
+}
+
+/** Functions shown with their inclusive time besides the auth code: fastify's hook runners. */
+const INCLUSIVE_ALSO = ['fastify/lib/hooks.js:', 'fastify/lib/route.js:routeHandler', 'fastify/lib/handleRequest.js:']
+
+/** Samples in each function and everything it called (a recursive call counted once). */
+function inclusiveTimes (profile: CpuProfile): Map<string, number> {
+  const byId = new Map(profile.nodes.map(n => [n.id, n]))
+  const childIds = new Set(profile.nodes.flatMap(n => n.children ?? []))
+  const totals = new Map<string, number>()
+  const subtree = new Map<number, number>()
+  const sizeOf = (id: number): number => {
+    const known = subtree.get(id)
+    if (known !== undefined) return known
+    const n = byId.get(id)!
+    let sum = n.hitCount ?? 0
+    for (const c of n.children ?? []) sum += sizeOf(c)
+    subtree.set(id, sum)
+    return sum
+  }
+  // depth-first with the keys on the path, so a function inside itself is not counted twice
+  const walk = (id: number, onPath: Set<string>): void => {
+    const n = byId.get(id)!
+    const key = where(n.callFrame)
+    const fresh = !onPath.has(key)
+    if (fresh) {
+      totals.set(key, (totals.get(key) ?? 0) + sizeOf(id))
+      onPath.add(key)
+    }
+    for (const c of n.children ?? []) walk(c, onPath)
+    if (fresh) onPath.delete(key)
+  }
+  for (const n of profile.nodes) if (!childIds.has(n.id)) walk(n.id, new Set())
+  return totals
 }
 
 async function run (mode: Mode, count: number, auth: BenchAuth | undefined): Promise<{ cpuPerOpUs: number, rate: number, profile: CpuProfile }> {
