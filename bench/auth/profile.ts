@@ -80,18 +80,16 @@ function summarize (profile: CpuProfile, top: number): string {
     lines.push('  auth code, by self time:')
     for (const [k, h] of authFns.slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
   }
+  // only the engine's functions: a front-end hook calls `done()`, and with it the rest of the request
   const inclusive = [...inclusiveTimes(profile).entries()]
-    .filter(([k]) => AUTH_PATHS.some(p => k.includes(p.slice(1))) || INCLUSIVE_ALSO.some(f => k.includes(f)))
+    .filter(([k]) => k.includes('engines/auth/'))
     .sort((a, b) => b[1] - a[1])
   if (inclusive.length > 0) {
-    lines.push('  auth code and fastify hook runners, inclusive (self + callees):')
+    lines.push('  engines/auth, inclusive (self + callees):')
     for (const [k, h] of inclusive.slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
   }
   return lines.join('\n')
 }
-
-/** Functions shown with their inclusive time besides the auth code: fastify's hook runners. */
-const INCLUSIVE_ALSO = ['fastify/lib/hooks.js:', 'fastify/lib/route.js:routeHandler', 'fastify/lib/handleRequest.js:']
 
 /** Samples in each function and everything it called (a recursive call counted once). */
 function inclusiveTimes (profile: CpuProfile): Map<string, number> {
