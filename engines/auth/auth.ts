@@ -30,6 +30,8 @@ export interface AuthOptions {
 const CACHE_LIMIT = 10_000
 /** Longest wait of the expiry timer: it re-arms, so clock changes and far dates are handled. */
 const MAX_TIMER_MS = 60 * 60 * 1000
+/** How long a file that failed to load must stay quiet before the failure is logged (reloadFromWatcher). */
+const WATCH_SETTLE_MS = 300
 /** Verified against when the name is unknown, so the answer takes as long as for a known name. */
 const DUMMY_HASH = '$scrypt$ln=15,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
 
@@ -91,13 +93,29 @@ export class Auth implements AuthService {
     const { bytes, parsed } = await auth.read()
     auth.apply(bytes, parsed.model, parsed.warnings, false)
     if (options.watch ?? true) {
-      auth.stopWatching = watchForChanges(auth.file, () => {
-        auth.reload().catch((err: unknown) => {
-          auth.log('error', `auth file not reloaded, the previous one stays in force: ${(err as Error).message}`, { file: auth.file })
-        })
-      }, { debounceMs: options.watchDebounceMs, pollMs: options.watchPollMs })
+      auth.stopWatching = watchForChanges(auth.file, () => { void auth.reloadFromWatcher() }, { debounceMs: options.watchDebounceMs, pollMs: options.watchPollMs })
     }
     return auth
+  }
+
+  /**
+   * A reload the file watcher asked for. A file written in place can be read half-written (an event or poll
+   * left from an earlier change fires during the write; Linux grows the file page by page), so a failure is
+   * an error only when the file still fails once it has been quiet for WATCH_SETTLE_MS; what was read
+   * half-written then loads whole on the second try, with no false alarm in the log.
+   */
+  private async reloadFromWatcher (): Promise<void> {
+    try {
+      await this.reload()
+    } catch {
+      await new Promise<void>(resolve => { setTimeout(resolve, WATCH_SETTLE_MS).unref() })
+      if (this.closed) return
+      try {
+        await this.reload()
+      } catch (err) {
+        this.log('error', `auth file not reloaded, the previous one stays in force: ${(err as Error).message}`, { file: this.file })
+      }
+    }
   }
 
   get generation (): number { return this.gen }

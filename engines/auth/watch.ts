@@ -1,5 +1,5 @@
 import { watch, watchFile, unwatchFile, type FSWatcher, type Stats } from 'node:fs'
-import { basename, dirname } from 'node:path'
+import { dirname } from 'node:path'
 
 export interface WatchOptions {
   /** Quiet time after the last event before onChange runs: an editor's save is several events. */
@@ -17,20 +17,30 @@ export interface WatchOptions {
 export function watchForChanges (file: string, onChange: () => void, options: WatchOptions = {}): () => void {
   const debounceMs = options.debounceMs ?? 100
   const pollMs = options.pollMs ?? 500
-  const name = basename(file)
   let timer: NodeJS.Timeout | undefined
   let stopped = false
+  /** When the first event not yet acted on came: events that never pause (a busy neighbour file) still lead to a call. */
+  let pendingSince = 0
+  const fire = (): void => {
+    timer = undefined
+    pendingSince = 0
+    if (!stopped) onChange()
+  }
   const changed = (): void => {
     if (stopped) return
+    const now = Date.now()
+    if (pendingSince === 0) pendingSince = now
     if (timer !== undefined) clearTimeout(timer)
-    timer = setTimeout(() => { timer = undefined; if (!stopped) onChange() }, debounceMs)
+    // at most 4 debounce periods after the first event (400 ms by default), so a change lands within 1 s
+    timer = setTimeout(fire, Math.max(0, Math.min(debounceMs, pendingSince + 4 * debounceMs - now)))
     timer.unref()
   }
   let watcher: FSWatcher | undefined
   try {
-    watcher = watch(dirname(file), { persistent: false }, (_event, filename) => {
-      if (filename === null || filename === name) changed()
-    })
+    // Any entry of the directory, not only the file's own name: Kubernetes updates a mounted Secret by
+    // renaming its `..data` symlink, which changes the file without an event of its name (and the poll
+    // below can miss a swap made before its first stat completes). The bytes are compared before a reload.
+    watcher = watch(dirname(file), { persistent: false }, () => { changed() })
     watcher.on('error', () => { watcher?.close(); watcher = undefined })
   } catch {
     watcher = undefined // the directory cannot be watched: polling alone

@@ -310,12 +310,9 @@ describe('auth file reload under load (child broker)', () => {
     // the broker is up, answers, and logged no error (pino: error is 50, fatal 60)
     expect(broker.child.exitCode).toBeNull()
     expect((await fetch(`${broker.url}/healthz`)).status).toBe(200)
-    // One error is not the reload's doing: a file event or stat poll left from an earlier change can make the
-    // watcher read the file while this process writes it in place (Linux grows the size page by page), so
-    // it sees the text cut short, logs that at error level and keeps the previous file; the next event then
-    // reloads the whole file (the generations below show every rewrite applied once, in order).
-    const partialRead = /^auth file not reloaded, the previous one stays in force: auth file .*: not valid JSON at line \d+, column \d+: the text ends/
-    expect(logs(broker).filter(l => l.level >= 50 && !partialRead.test(l.msg))).toEqual([])
+    // a file written in place may be read half-written by the watcher: that is retried once the file is quiet,
+    // never logged as an error
+    expect(logs(broker).filter(l => l.level >= 50)).toEqual([])
     expect(logs(broker).filter(l => l.msg === 'auth file reloaded').map(l => l.generation)).toEqual(Array.from({ length: REWRITES }, (_, i) => i + 2))
   }, 60_000)
 })

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Auth } from '../../engines/auth/auth.js'
 import { hashToken, newToken } from '../../engines/auth/hash.js'
@@ -98,6 +98,24 @@ describe('auth file reload', () => {
     symlinkSync('v2', join(tmp.dir, '..data_tmp'))
     renameSync(join(tmp.dir, '..data_tmp'), join(tmp.dir, '..data'))
     await changed
+    const r = auth.token(token)
+    expect(r.ok && r.principal.can('topic', 'b', 'publish')).toBe(true)
+  })
+
+  it('picks up a change while a neighbour file in the same directory is written without pause', async () => {
+    const token = newToken()
+    const { auth, file, write } = await open(tokenFile(token, ['pub']))
+    const neighbour = join(file, '..', 'busy.log')
+    // a write every 20 ms until the change is seen (bounded: 5 s at most, as nextChange's own bound)
+    const noise = setInterval(() => { appendFileSync(neighbour, 'x') }, 20)
+    try {
+      await new Promise(resolve => { setTimeout(resolve, 200) })
+      const changed = nextChange(auth)
+      write(tokenFile(token, ['both']))
+      await changed
+    } finally {
+      clearInterval(noise)
+    }
     const r = auth.token(token)
     expect(r.ok && r.principal.can('topic', 'b', 'publish')).toBe(true)
   })
