@@ -292,7 +292,7 @@ const storeHttp: Scenario = {
       }
     }
     const rows: BenchRow[] = []
-    const requests = ctx.quick ? 20_000 : 60_000
+    const requests = ctx.quick ? 20_000 : 120_000
     for (const mode of ['get', 'put'] as const) {
       rows.push(...await compare(ctx, arms, auth, {
         scenario: `HTTP ${mode.toUpperCase()} key (64 B), Bearer token, auth vs none`,
