@@ -29,7 +29,12 @@ interface Common {
 }
 
 export type AuthLoadParams = Common & (
-  | { mode: 'fanin', messagesPerPublisher: number, batch: number }
+  /**
+   * fanin: with `topicsPerPublisher`, each device cycles over that many topics `sensors/<user>/t<k>/in`
+   * (a multiple of `batch`) and the subscriber takes `sensors/#`: a fleet's many topics, more than the
+   * per-principal decision caches hold.
+   */
+  | { mode: 'fanin', messagesPerPublisher: number, batch: number, topicsPerPublisher?: number }
   | { mode: 'qos1', messages: number, window: number }
   | { mode: 'steady', ratePerDevice: number }
 )
@@ -82,8 +87,27 @@ async function settle (done: () => boolean, progress: () => number, sending: Pro
   }
 }
 
-async function fanIn (p: Common & { messagesPerPublisher: number, batch: number }): Promise<AuthLoadResult> {
-  const subscriber = await subscriberOf(p, 'sensors/+/in', 0)
+/**
+ * Writes `count` packets cycling over `chunks` (each `batch` pre-encoded packets of different topics),
+ * waiting for 'drain' when the socket buffer is full. Resolves with the number written.
+ */
+async function pumpCycle (client: AuthClient, chunks: Buffer[], count: number, batch: number, deadline: number): Promise<number> {
+  let sent = 0
+  for (let i = 0; sent < count && !client.isClosed; i = (i + 1) % chunks.length) {
+    const ok = client.write(chunks[i])
+    sent += batch
+    if (!ok) {
+      await client.drained()
+      if (performance.now() > deadline) break
+    }
+  }
+  return sent
+}
+
+async function fanIn (p: Common & { messagesPerPublisher: number, batch: number, topicsPerPublisher?: number }): Promise<AuthLoadResult> {
+  const topics = p.topicsPerPublisher
+  if (topics !== undefined && (topics % p.batch !== 0 || p.messagesPerPublisher % p.batch !== 0)) throw new Error('topicsPerPublisher and messagesPerPublisher must be multiples of batch')
+  const subscriber = await subscriberOf(p, topics === undefined ? 'sensors/+/in' : 'sensors/#', 0)
   const publishers = await connectDevices(p)
   const total = publishers.length * p.messagesPerPublisher
   let delivered = 0
@@ -94,7 +118,12 @@ async function fanIn (p: Common & { messagesPerPublisher: number, batch: number 
   const payload = payloadOf(p.payloadBytes)
   const start = performance.now()
   const deadline = start + p.timeoutMs
-  const sending = Promise.all(publishers.map(async (c, i) => await pump(c, encodePublish(`sensors/${p.devices[i].name}/in`, payload), p.messagesPerPublisher, p.batch, deadline)))
+  const chunksOf = (name: string, n: number): Buffer[] => Array.from({ length: n / p.batch }, (_, c) =>
+    Buffer.concat(Array.from({ length: p.batch }, (_, j) => encodePublish(`sensors/${name}/t${c * p.batch + j}/in`, payload))))
+  const cycles = topics === undefined ? undefined : publishers.map((_, i) => chunksOf(p.devices[i].name, topics))
+  const sending = Promise.all(publishers.map(async (c, i) => cycles === undefined
+    ? await pump(c, encodePublish(`sensors/${p.devices[i].name}/in`, payload), p.messagesPerPublisher, p.batch, deadline)
+    : await pumpCycle(c, cycles[i], p.messagesPerPublisher, p.batch, deadline)))
   const timedOut = await settle(() => delivered >= total, () => delivered, sending, deadline)
   const published = (await sending).reduce((a, b) => a + b, 0)
   for (const c of [subscriber, ...publishers]) c.close()

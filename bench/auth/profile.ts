@@ -4,7 +4,7 @@
  * per operation, the top self-time functions, and the self time of Tetra's auth code (engines/auth,
  * protocols/http/auth, protocols/mqtt) as a share of all samples. Build first (`npm run build`).
  *
- *   npx tsx bench/auth/profile.ts <fanin|qos1|get|put|push> [requests-or-messages] [top]
+ *   npx tsx bench/auth/profile.ts <fanin|fanin-topics|qos1|get|put|push> [requests-or-messages] [top]
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -21,7 +21,7 @@ interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number,
 
 const AUTH_PATHS = ['/engines/auth/', '/protocols/http/auth/', '/protocols/mqtt/']
 
-type Mode = 'fanin' | 'qos1' | 'get' | 'put' | 'push'
+type Mode = 'fanin' | 'fanin-topics' | 'qos1' | 'get' | 'put' | 'push'
 
 function where (f: CallFrame): string {
   const file = f.url.replace(/^file:\/\//, '').replace(ROOT, '').replace(/^.*node_modules\//, 'node_modules/')
@@ -134,12 +134,14 @@ async function run (mode: Mode, count: number, auth: BenchAuth | undefined): Pro
   let rate = 0
   let cpu = 0
   try {
-    if (mode === 'fanin' || mode === 'qos1') {
-      const devices = Array.from({ length: mode === 'fanin' ? 10 : 1 }, (_, i) => auth === undefined ? { name: `sensor-${i}` } : { name: `sensor-${i}`, credentials: auth.devices[i] })
+    if (mode === 'fanin' || mode === 'fanin-topics' || mode === 'qos1') {
+      const devices = Array.from({ length: mode === 'qos1' ? 1 : 10 }, (_, i) => auth === undefined ? { name: `sensor-${i}` } : { name: `sensor-${i}`, credentials: auth.devices[i] })
       const base = { host: '127.0.0.1', port: broker.info.mqttPort, devices, ...(auth === undefined ? {} : { subscriber: auth.backend }), payloadBytes: 64, timeoutMs: 60_000 }
-      const params = (n: number): AuthLoadParams => mode === 'fanin'
-        ? { ...base, mode, messagesPerPublisher: Math.ceil(n / 10), batch: 32 }
-        : { ...base, mode, messages: n, window: 1000 }
+      // fanin-topics: each device cycles over 4096 topics (auth-mqtt-fanin-topics)
+      const perPublisher = (n: number): number => mode === 'fanin-topics' ? Math.max(1, Math.round(n / 10 / 4096)) * 4096 : Math.ceil(n / 10)
+      const params = (n: number): AuthLoadParams => mode === 'qos1'
+        ? { ...base, mode, messages: n, window: 1000 }
+        : { ...base, mode: 'fanin', messagesPerPublisher: perPublisher(n), batch: 32, ...(mode === 'fanin-topics' ? { topicsPerPublisher: 4096 } : {}) }
       await runNodeScript<AuthLoadResult>(join(ROOT, 'dist/bench/auth/mqtt-load.js'), [JSON.stringify(params(Math.ceil(count / 5)))], { tsx: false })
       const before = cpuTimeMs(broker.pid) ?? 0
       const r = await runNodeScript<AuthLoadResult>(join(ROOT, 'dist/bench/auth/mqtt-load.js'), [JSON.stringify(params(count))], { tsx: false })
@@ -175,7 +177,7 @@ async function run (mode: Mode, count: number, auth: BenchAuth | undefined): Pro
 
 async function main (): Promise<void> {
   const mode = (process.argv[2] ?? 'get') as Mode
-  const defaults: Record<Mode, number> = { fanin: 300_000, qos1: 50_000, get: 60_000, put: 60_000, push: 60_000 }
+  const defaults: Record<Mode, number> = { fanin: 300_000, 'fanin-topics': 286_720, qos1: 50_000, get: 60_000, put: 60_000, push: 60_000 }
   const count = Number(process.argv[3] ?? defaults[mode])
   const top = Number(process.argv[4] ?? 25)
   const auth = createBenchAuth({ devices: 10, fillerUsers: 1000, fillerRules: 10_000 })

@@ -231,6 +231,30 @@ const fanIn: Scenario = {
   }))
 }
 
+/** The fan-in from a fleet's many topics: 10 devices × 4096 topics, more than a principal's decision cache holds. */
+const fanInTopics: Scenario = {
+  name: 'auth-mqtt-fanin-topics',
+  group: GROUP,
+  run: async ctx => await withArms([], async (arms, auth) => await compare(ctx, arms, auth, {
+    scenario: 'qos0 fan-in 10->1 over 40,960 topics (sensors/#), auth vs none',
+    unit: 'msg/s',
+    rounds: ctx.quick ? 3 : 5,
+    measure: async (arm, warmUp) => mqttSample(await mqttLoad({
+      mode: 'fanin',
+      host: HOST,
+      port: arm.broker.mqttPort,
+      devices: arm.devices.slice(0, 10),
+      ...(arm.backend === undefined ? {} : { subscriber: arm.backend }),
+      messagesPerPublisher: warmUp ? 4_096 : ctx.quick ? 12_288 : 28_672,
+      topicsPerPublisher: 4_096,
+      batch: 32,
+      payloadBytes: PAYLOAD_BYTES,
+      timeoutMs: 30_000
+    })),
+    extraNote: 'each device cycles over 4,096 topics sensors/%u/t<k>/in; the subscriber (a token) takes sensors/# with denies inside'
+  }))
+}
+
 const qos1: Scenario = {
   name: 'auth-mqtt-qos1',
   group: GROUP,
@@ -440,4 +464,4 @@ const reload: Scenario = {
 }
 
 /** auth-file-load (bench/auth/load.ts) is registered beside these in index.ts. */
-export const authScenarios: Scenario[] = [fanIn, qos1, storeHttp, queuePush, reload]
+export const authScenarios: Scenario[] = [fanIn, fanInTopics, qos1, storeHttp, queuePush, reload]
