@@ -38,6 +38,7 @@ export interface Config {
   mqttConnectRate: number
   mqttMaxInflight: number
   mqttMaxQueued: number
+  mqttMaxWaiting: number
   mqttMaxTopicLength: number
   mqttMaxTopicLevels: number
   httpRateLimit: number
@@ -91,7 +92,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'mqttMaxConnectionsPerUser', flag: '--mqtt-max-connections-per-user', env: 'TETRA_MQTT_MAX_CONNECTIONS_PER_USER', kind: 'int', default: 1000, min: 0, description: 'Most MQTT connections at once of one user or token; 0 = no cap.' },
   { key: 'mqttConnectRate', flag: '--mqtt-connect-rate', env: 'TETRA_MQTT_CONNECT_RATE', kind: 'int', default: 500, min: 0, description: 'New MQTT connections accepted per second from one IP address (burst of the same size); 0 = no cap.' },
   { key: 'mqttMaxInflight', flag: '--mqtt-max-inflight', env: 'TETRA_MQTT_MAX_INFLIGHT', kind: 'int', default: 1000, min: 1, description: 'Most QoS 1/2 messages in flight per MQTT client (sent and not yet acknowledged, or QoS 2 received and not yet released).' },
-  { key: 'mqttMaxQueued', flag: '--mqtt-max-queued', env: 'TETRA_MQTT_MAX_QUEUED', kind: 'int', default: 1000, min: 0, description: 'Most QoS 1/2 messages queued for one offline persistent session, or waiting for an in-flight slot of a connected clean-session client (Mosquitto\'s max_queued_messages): the oldest is dropped and counted; 0 = no cap.' },
+  { key: 'mqttMaxQueued', flag: '--mqtt-max-queued', env: 'TETRA_MQTT_MAX_QUEUED', kind: 'int', default: 1000, min: 0, description: 'Most QoS 1/2 messages queued for one offline persistent session (Mosquitto\'s max_queued_messages): the oldest is dropped and counted; 0 = no cap.' },
+  { key: 'mqttMaxWaiting', flag: '--mqtt-max-waiting', env: 'TETRA_MQTT_MAX_WAITING', kind: 'int', default: 0, min: 0, description: 'Most QoS 1/2 messages waiting in memory for a free in-flight slot of a connected clean-session client; past it the oldest waiting one is dropped and counted (a slow reader loses messages instead of growing the broker\'s memory). 0 = no cap, nothing dropped.' },
   { key: 'mqttMaxTopicLength', flag: '--mqtt-max-topic-length', env: 'TETRA_MQTT_MAX_TOPIC_LENGTH', kind: 'int', default: 4096, min: 1, description: 'Longest topic name or filter in bytes (MQTT, HTTP publish and SSE filters).' },
   { key: 'mqttMaxTopicLevels', flag: '--mqtt-max-topic-levels', env: 'TETRA_MQTT_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, description: 'Most levels (parts between /) in a topic name or filter.' },
   { key: 'httpRateLimit', flag: '--http-rate-limit', env: 'TETRA_HTTP_RATE_LIMIT', kind: 'int', default: 0, min: 0, description: 'HTTP requests per second per principal (burst of the same size); more get 429 with Retry-After; 0 = no cap.' },

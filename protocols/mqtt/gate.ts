@@ -27,8 +27,8 @@ export interface MqttSecuritySettings {
   /** Per IP address and second; 0: no cap. */
   connectRate: number
   maxInflight: number
-  /** Messages waiting for a free in-flight slot, per client; 0: no cap. */
-  maxQueued: number
+  /** --mqtt-max-waiting: messages of a connected clean-session client waiting for a free in-flight slot; 0: no cap (none dropped). */
+  maxWaiting: number
   /**
    * Whether clients on loopback (127.0.0.0/8, ::1) are rate-limited too (default false: local tools,
    * sidecars and benchmarks open many connections from there, and a local client can already do anything).
@@ -98,7 +98,7 @@ export class MqttFrontGate implements MqttGate {
     capPacketSize(client, this.settings.maxPacketSize, () => { this.security.limit('mqtt_max_packet_size') })
     const window = new InflightWindow(client, {
       maxInflight: this.settings.maxInflight,
-      maxWaiting: this.settings.maxQueued,
+      maxWaiting: this.settings.maxWaiting,
       dropped: () => { this.security.limit('mqtt_max_inflight') }
     })
     onClientPacket(client, packet => {
@@ -291,7 +291,7 @@ export function mqttSecuritySettings (config: {
   mqttMaxConnectionsPerUser: number
   mqttConnectRate: number
   mqttMaxInflight: number
-  mqttMaxQueued: number
+  mqttMaxWaiting: number
 }): MqttSecuritySettings {
   return {
     denyDisconnect: config.mqttDenyDisconnect,
@@ -300,6 +300,6 @@ export function mqttSecuritySettings (config: {
     maxConnectionsPerUser: config.mqttMaxConnectionsPerUser,
     connectRate: config.mqttConnectRate,
     maxInflight: config.mqttMaxInflight,
-    maxQueued: config.mqttMaxQueued
+    maxWaiting: config.mqttMaxWaiting
   }
 }

@@ -4,8 +4,8 @@ import type { AedesPublishPacket, Client } from 'aedes'
  * --mqtt-max-inflight for messages to a client: at most that many QoS 1/2 PUBLISH sent and not yet
  * acknowledged (PUBACK, or PUBCOMP for QoS 2), as Mosquitto's max_inflight_messages. Further ones wait
  * in a list, sent as acknowledgements come back. For a clean session the list holds at most
- * --mqtt-max-queued messages (0: no cap), beyond which the oldest waiting one is dropped and counted; a
- * persistent session's waiting messages are in its stored queue already and are not dropped. The router
+ * --mqtt-max-waiting messages (default 0: no cap, nothing dropped, as when the window did not exist), beyond
+ * which the oldest waiting one is dropped and counted; a persistent session's waiting messages are in its stored queue already and are not dropped. The router
  * is never held up by a slow client.
  *
  * aedes sends a QoS 1/2 message through `client.deliverQoS(packet, cb)`, which gives the message its id

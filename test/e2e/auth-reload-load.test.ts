@@ -140,9 +140,9 @@ describe('auth file reload under load (child broker)', () => {
     let variant: Variant = { spareB: false, victim: true, spareToken: false, extraRole: false, spareARoles: ['spare'] }
     writeFileSync(file, authFile(secrets, 0, variant))
 
-    // --mqtt-max-queued 0: a subscriber of this busy test process may lag, and the waiting-message cap
-    // (tested elsewhere) would drop messages for reasons that are not the reload's
-    const broker = await spawnBroker(['--data-dir', join(tmp.dir, 'data'), '--auth-file', file, '--fsync', 'never', '--mqtt-max-queued', '0'])
+    // the default --mqtt-max-waiting 0 matters here: a subscriber of this busy test process may lag, and a cap
+    // on waiting messages (tested elsewhere) would drop messages for reasons that are not the reload's
+    const broker = await spawnBroker(['--data-dir', join(tmp.dir, 'data'), '--auth-file', file, '--fsync', 'never'])
     cleanups.push(async () => {
       if (broker.child.exitCode === null) broker.child.kill('SIGTERM')
       await within(broker.exited, 10_000, 'the broker to exit').catch(() => { broker.child.kill('SIGKILL') })

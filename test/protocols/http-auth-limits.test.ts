@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, tempDir, type TestBroker } from '../helpers.js'
 import { httpsRequest, tlsFixtures } from '../fixtures/tls.js'
-import { RateLimiter } from '../../protocols/http/auth/rate-limit.js'
+import { RateLimiter } from '../../protocols/rate-limit.js'
 import { bearer, sse, within, writeAuthFile, type RuleSpec } from './http-auth-fixture.js'
 
 /**

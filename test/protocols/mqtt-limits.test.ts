@@ -147,7 +147,7 @@ describe('MQTT limits', () => {
     const pubsub = await PubSub.create()
     const auth = await Auth.open({})
     const security = new SecurityCounters()
-    const settings: MqttSecuritySettings = { denyDisconnect: false, maxPacketSize: 1 << 20, maxConnections: 0, maxConnectionsPerUser: 0, connectRate: 3, maxInflight: 10, maxQueued: 0, rateLimitLoopback: true }
+    const settings: MqttSecuritySettings = { denyDisconnect: false, maxPacketSize: 1 << 20, maxConnections: 0, maxConnectionsPerUser: 0, connectRate: 3, maxInflight: 10, maxWaiting: 0, rateLimitLoopback: true }
     installMqttGate(pubsub, auth, settings, security)
     const server = createMqttServer(pubsub)
     await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
@@ -167,7 +167,7 @@ describe('MQTT limits', () => {
   })
 
   it('--mqtt-max-inflight: at most that many unacknowledged QoS 1 messages to a client, the next ones sent as acks come back', async () => {
-    const b = await broker({ mqttMaxInflight: 5, mqttMaxQueued: 10 })
+    const b = await broker({ mqttMaxInflight: 5, mqttMaxWaiting: 10 })
     const r = await raw(b.mqtt.port, 'slow-reader')
     r.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'window/#', qos: 1 }] })
     await waitFor(() => r.packets.some(p => p.cmd === 'suback'), 5000, 'SUBACK')
@@ -192,7 +192,7 @@ describe('MQTT limits', () => {
   })
 
   it('--mqtt-max-inflight: a persistent session\'s messages past the window wait in its stored queue, none dropped, and come when it reconnects', async () => {
-    const b = await broker({ mqttMaxInflight: 3, mqttMaxQueued: 2 })
+    const b = await broker({ mqttMaxInflight: 3, mqttMaxWaiting: 2 })
     const r = await raw(b.mqtt.port, 'slow-session', false)
     r.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'session/#', qos: 1 }] })
     await waitFor(() => r.packets.some(p => p.cmd === 'suback'), 5000, 'SUBACK')

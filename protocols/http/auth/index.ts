@@ -6,7 +6,7 @@ import { accessOf, actionsOf, isOpen, isRule, type RouteAccess } from './declare
 import { compileCheck, compileResultsFilter, nameDecider } from './enforce.js'
 import { Authenticator, CHALLENGE } from './credentials.js'
 import { corsPolicy, registerPreflight, securityHeadersHook } from './headers.js'
-import { RateLimiter } from './rate-limit.js'
+import { RateLimiter } from '../../rate-limit.js'
 import { principalKey, SseSessions, type StreamRules } from './sse-sessions.js'
 import { Tickets } from './tickets.js'
 

@@ -4,8 +4,9 @@ const MAX_BUCKETS = 100_000
 interface Bucket { tokens: number, at: number }
 
 /**
- * Token buckets, one per principal (or per address for anonymous clients): `rate` requests per second,
- * bursts of up to `rate`. take() is a Map lookup and a few arithmetic operations per request.
+ * Token buckets, one per key: `rate` per second, bursts of up to `rate`. The HTTP rate limit keys them by
+ * principal (or address for anonymous clients), the MQTT connect rate by IP address. take() is a Map lookup
+ * and a few arithmetic operations.
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>()
