@@ -6,6 +6,7 @@ import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
 import { AuthFileError } from '../engines/auth/errors.js'
 import { COMMANDS_HELP, isCommand, runCommand } from './commands/index.js'
+import { relaunchWithV8Flags } from './v8-flags.js'
 
 async function main (): Promise<void> {
   // `tetra passwd ...`, `tetra token ...`: commands that edit the auth file, without the broker's settings
@@ -38,6 +39,14 @@ async function main (): Promise<void> {
       process.exit(2)
     }
     throw err
+  }
+
+  // started without the V8 flags the broker's speed relies on (`node dist/src/cli.js`): the broker runs in a
+  // child process that has them; this one passes signals on and exits with the child's code
+  const relaunched = relaunchWithV8Flags()
+  if (relaunched !== undefined) {
+    process.exitCode = await relaunched
+    return
   }
 
   const logger = createLogger(config.logLevel)

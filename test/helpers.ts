@@ -76,7 +76,7 @@ export interface ChildBroker {
  * Resolves once the child logged its listening line.
  */
 export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildBroker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=32', '--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -117,7 +117,7 @@ export async function spawnBroker (args: string[], env: NodeJS.ProcessEnv = {}):
  * Ports are 0 unless `args` say otherwise.
  */
 export async function runCli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | string, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=32', '--import', 'tsx', join(ROOT, 'src/cli.ts'), '--mqtt-port', '0', '--http-port', '0', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
