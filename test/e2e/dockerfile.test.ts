@@ -459,3 +459,22 @@ describe('the broker started with the image\'s environment', () => {
     } finally { tmp.remove() }
   })
 })
+
+describe('README "Container image"', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  const start = readme.indexOf('<!-- production:image -->')
+  const section = readme.slice(start, readme.indexOf('<!-- /production:image -->'))
+
+  it('names only real settings, and the image\'s own env values', () => {
+    expect(start).toBeGreaterThanOrEqual(0)
+    const names = [...section.matchAll(/\bTETRA_[A-Z_]+/g)].map(m => m[0])
+    expect(names.filter(n => !SETTING_ENVS.has(n))).toEqual([])
+    for (const [k, v] of finalEnv(dockerfile)) expect(section, `README states ${k}=${v}`).toContain(`${k}=${v}`)
+  })
+
+  it('builds and runs the image with the Dockerfile\'s command', () => {
+    expect(section).toContain('docker build -t tetra .')
+    expect(section).toContain('-v tetra-data:/data')
+    expect(section).toContain(`\`${execForm(final(dockerfile).instructions.filter(i => i.keyword === 'CMD').pop()!.args)!.join(' ')}\``)
+  })
+})
