@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SETTINGS } from '../../src/config.js'
 import { V8_FLAGS } from '../../src/v8-flags.js'
+import { tlsFixtures } from '../fixtures/tls.js'
 import { ROOT, runCli, spawnBroker, startTestBroker, tempDir, type TestBroker } from '../helpers.js'
 
 /**
@@ -429,6 +430,27 @@ describe('the HEALTHCHECK command', () => {
   it('fails on a port that answers /healthz with an error', async () => {
     // the broker's MQTT port speaks no HTTP: the request errors
     expect(await run({ TETRA_HTTP_PORT: String(broker.mqtt.port) })).not.toBe(0)
+  })
+})
+
+describe('the HEALTHCHECK command with TLS on (HTTPS on the HTTP port, client certificates asked for)', () => {
+  let fx: ReturnType<typeof tlsFixtures>
+  let broker: TestBroker
+  beforeAll(async () => {
+    fx = tlsFixtures()
+    const server = fx.ca.server()
+    broker = await startTestBroker({ tlsCert: server.cert, tlsKey: server.key, tlsCa: fx.ca.files.cert, mqttsPort: 0 })
+  })
+  afterAll(async () => {
+    await broker.stop()
+    fx.remove()
+  })
+
+  it('asks over HTTPS when TETRA_TLS_CERT is set, and succeeds', async () => {
+    const port = String(broker.httpAddress.port)
+    expect(await runHealthcheck({ TETRA_HTTP_PORT: port, TETRA_TLS_CERT: broker.config.tlsCert })).toBe(0)
+    // plain HTTP to the HTTPS port fails: the TLS branch is what makes it pass
+    expect(await runHealthcheck({ TETRA_HTTP_PORT: port })).not.toBe(0)
   })
 })
 
