@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
@@ -226,9 +226,7 @@ describe('helm/tetra', () => {
   })
 
   it('the image agrees: ports, data path, user', () => {
-    const dockerfile = join(root, 'Dockerfile')
-    if (!existsSync(dockerfile)) return
-    const text = readFileSync(dockerfile, 'utf8')
+    const text = readFileSync(join(root, 'Dockerfile'), 'utf8')
     const values = loadValues() as { config: Record<string, number | string>, securityContext: { runAsUser: number } }
     const exposed = /^EXPOSE\s+(.*)$/m.exec(text)?.[1].split(/\s+/).map(Number) ?? []
     for (const p of [values.config.mqttPort, values.config.mqttsPort, values.config.httpPort]) expect(exposed).toContain(p)
