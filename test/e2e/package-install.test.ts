@@ -147,4 +147,28 @@ describe('the package installed without dev dependencies', () => {
     }
     expect(await second.exited).toBe(0)
   }, 60_000)
+
+  it.runIf(process.platform === 'linux')('a SIGKILL of the process that was started takes the re-spawned broker down too', async () => {
+    const broker = await start()
+    expect(broker.pid).not.toBe(broker.child.pid)
+    broker.child.kill('SIGKILL')
+    expect(await broker.exited).toBe('SIGKILL')
+    // gone (or a zombie waiting to be reaped), not left holding the data directory
+    const alive = (): boolean => {
+      try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${broker.pid}/stat`, 'utf8')) } catch { return false }
+    }
+    await waitForCondition(() => !alive(), 10_000)
+    const again = await start()
+    again.child.kill('SIGTERM')
+    expect(await again.exited).toBe(0)
+  }, 60_000)
 })
+
+async function waitForCondition (condition: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (condition()) return
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  throw new Error('condition not met')
+}
