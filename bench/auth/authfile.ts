@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from '../lib/process.js'
-import type { Credentials } from './client.js'
+import type { Credentials } from '../mqtt/client.js'
 
 /**
  * The auth file the benchmarks run under: the realistic roles of a deployment (devices that publish under

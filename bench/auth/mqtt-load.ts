@@ -14,8 +14,7 @@
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import type { Packet } from 'mqtt-packet'
-import { AuthClient, pump, type Credentials } from './client.js'
-import { afterTopicOffset, encodeAck, encodePublish, stampAck } from '../mqtt/client.js'
+import { RawClient, afterTopicOffset, encodeAck, encodePublish, pump, stampAck, type Credentials, type Endpoint } from '../mqtt/client.js'
 
 interface Common {
   host: string
@@ -61,12 +60,14 @@ function payloadOf (bytes: number): Buffer {
   return Buffer.alloc(Math.max(bytes, 8), 'x')
 }
 
-async function connectDevices (p: Common): Promise<AuthClient[]> {
-  return await Promise.all(p.devices.map(async (d, i) => await AuthClient.connect(p.host, p.port, `${PREFIX}-pub-${i}`, d.credentials)))
+const endpointOf = (p: Common): Endpoint => ({ kind: 'tcp', host: p.host, port: p.port })
+
+async function connectDevices (p: Common): Promise<RawClient[]> {
+  return await Promise.all(p.devices.map(async (d, i) => await RawClient.connect(endpointOf(p), `${PREFIX}-pub-${i}`, true, d.credentials)))
 }
 
-async function subscriberOf (p: Common, filter: string, qos: 0 | 1): Promise<AuthClient> {
-  const s = await AuthClient.connect(p.host, p.port, `${PREFIX}-sub`, p.subscriber)
+async function subscriberOf (p: Common, filter: string, qos: 0 | 1): Promise<RawClient> {
+  const s = await RawClient.connect(endpointOf(p), `${PREFIX}-sub`, true, p.subscriber)
   await s.subscribe(filter, qos)
   return s
 }
@@ -91,7 +92,7 @@ async function settle (done: () => boolean, progress: () => number, sending: Pro
  * Writes `count` packets cycling over `chunks` (each `batch` pre-encoded packets of different topics),
  * waiting for 'drain' when the socket buffer is full. Resolves with the number written.
  */
-async function pumpCycle (client: AuthClient, chunks: Buffer[], count: number, batch: number, deadline: number): Promise<number> {
+async function pumpCycle (client: RawClient, chunks: Buffer[], count: number, batch: number, deadline: number): Promise<number> {
   let sent = 0
   for (let i = 0; sent < count && !client.isClosed; i = (i + 1) % chunks.length) {
     const ok = client.write(chunks[i])
@@ -135,7 +136,7 @@ async function qos1 (p: Common & { messages: number, window: number }): Promise<
   const device = p.devices[0]
   const topic = `sensors/${device.name}/qos`
   const subscriber = await subscriberOf(p, 'sensors/+/qos', 1)
-  const publisher = await AuthClient.connect(p.host, p.port, `${PREFIX}-pub`, device.credentials)
+  const publisher = await RawClient.connect(endpointOf(p), `${PREFIX}-pub`, true, device.credentials)
   const seen = new Uint8Array(p.messages)
   let delivered = 0
   let duplicates = 0

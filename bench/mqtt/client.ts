@@ -9,6 +9,12 @@ export type Endpoint = { kind: 'tcp', host: string, port: number } | { kind: 'ws
 
 const HANDSHAKE_TIMEOUT_MS = 10_000
 
+/** CONNECT credentials: a user name and password, or a token's name and the token. */
+export interface Credentials {
+  username: string
+  password: string
+}
+
 /** Encodes a PUBLISH once; load generators write (copies of) these bytes, never re-encode per message. */
 export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2 = 0, messageId?: number): Buffer {
   return mqttPacket.generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) })
@@ -46,9 +52,13 @@ export function stampAck (template: Buffer, messageId: number): Buffer {
 export class RawClient {
   /** Called for every packet that is not a handshake reply (CONNACK/SUBACK). */
   onPacket: (packet: Packet) => void = () => {}
+  /** Called once when the connection closes, for whatever reason (the auth reload scenario counts them). */
+  onClose: () => void = () => {}
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 })
   private handshake: { cmd: 'connack' | 'suback', resolve: (p: Packet) => void, reject: (e: Error) => void } | undefined
   private closed = false
+  /** True once close() was called: a close that follows is not a disconnect by the broker. */
+  private closing = false
 
   private constructor (readonly stream: Duplex) {
     this.parser.on('packet', (packet: Packet) => {
@@ -71,6 +81,7 @@ export class RawClient {
     stream.on('close', () => {
       this.closed = true
       this.fail(new Error('connection closed'))
+      this.onClose()
     })
   }
 
@@ -81,9 +92,14 @@ export class RawClient {
   }
 
   get isClosed (): boolean { return this.closed }
+  /** Closed by the other side (or by an error), not by close(). */
+  get droppedByPeer (): boolean { return this.closed && !this.closing }
 
-  /** Opens the connection and completes CONNECT/CONNACK; `clean: false` asks for a persistent session. */
-  static async connect (endpoint: Endpoint, clientId: string, clean = true): Promise<RawClient> {
+  /**
+   * Opens the connection and completes CONNECT/CONNACK, with credentials when given; `clean: false` asks for a
+   * persistent session. A refused CONNACK throws an error naming its return code.
+   */
+  static async connect (endpoint: Endpoint, clientId: string, clean = true, credentials?: Credentials): Promise<RawClient> {
     let stream: Duplex
     if (endpoint.kind === 'tcp') {
       const socket = net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true })
@@ -95,8 +111,21 @@ export class RawClient {
       stream = createWebSocketStream(ws)
     }
     const client = new RawClient(stream)
-    const connack = await client.exchange('connack', mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 0 }))
-    if (connack.cmd !== 'connack' || (connack.returnCode ?? 0) !== 0) throw new Error(`${clientId}: connection refused`)
+    const connect = mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clientId,
+      clean,
+      keepalive: 0,
+      ...(credentials === undefined ? {} : { username: credentials.username, password: Buffer.from(credentials.password) })
+    })
+    const connack = await client.exchange('connack', connect)
+    const code = connack.cmd === 'connack' ? connack.returnCode ?? 0 : -1
+    if (code !== 0) {
+      client.close()
+      throw new Error(`${clientId}: connection refused (CONNACK ${code})`)
+    }
     return client
   }
 
@@ -140,6 +169,7 @@ export class RawClient {
   }
 
   close (): void {
+    this.closing = true
     if (!this.closed) this.stream.destroy()
   }
 }

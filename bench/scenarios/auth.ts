@@ -6,7 +6,7 @@ import { ROOT, peakRssMb, runNodeScript, startTetra, stopChild, type RunningBrok
 import { median } from '../lib/stats.js'
 import { cpuTimeMs } from '../mqtt/targets.js'
 import { encodePublish } from '../mqtt/client.js'
-import { AuthClient, type Credentials } from '../auth/client.js'
+import { RawClient, type Credentials } from '../mqtt/client.js'
 import { KEY_PREFIX, QUEUE, createBenchAuth, type BenchAuth } from '../auth/authfile.js'
 import type { AuthLoadParams, AuthLoadResult } from '../auth/mqtt-load.js'
 import type { AuthHttpParams, AuthHttpResult } from '../auth/http-load.js'
@@ -387,8 +387,8 @@ const reload: Scenario = {
       load.once('exit', code => { clearTimeout(timer); reject(new Error(`the load generator exited with ${code}`)) })
     })
     const exited = new Promise<number | null>(resolve => load.once('exit', resolve))
-    const probeSub = await AuthClient.connect(HOST, broker.mqttPort, 'reload-probe-sub', auth.backend)
-    const probePub = await AuthClient.connect(HOST, broker.mqttPort, 'reload-probe-pub', auth.prober)
+    const probeSub = await RawClient.connect({ kind: 'tcp', host: HOST, port: broker.mqttPort }, 'reload-probe-sub', true, auth.backend)
+    const probePub = await RawClient.connect({ kind: 'tcp', host: HOST, port: broker.mqttPort }, 'reload-probe-pub', true, auth.prober)
     const effectMs: Array<{ ms: number, via: string }> = []
     const missed: string[] = []
     try {
