@@ -144,13 +144,13 @@ export async function waitFor (condition: () => boolean | Promise<boolean>, time
 
 export interface SseEventRecord { id?: string, event?: string, data: string }
 
-/** A minimal SSE client over fetch: collects events, can be closed. */
-export function openSse (url: string, headers: Record<string, string> = {}): { events: SseEventRecord[], opened: Promise<Response>, close: () => void, comments: string[] } {
+/** A minimal SSE client over fetch: collects events, can be closed; `ended` resolves when the stream ends (either side). */
+export function openSse (url: string, headers: Record<string, string> = {}): { events: SseEventRecord[], opened: Promise<Response>, ended: Promise<void>, close: () => void, comments: string[] } {
   const controller = new AbortController()
   const events: SseEventRecord[] = []
   const comments: string[] = []
   const opened = fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal })
-  void opened.then(async res => {
+  const ended = opened.then(async res => {
     if (res.body === null) return
     const decoder = new TextDecoder()
     let buffer = ''
@@ -177,7 +177,7 @@ export function openSse (url: string, headers: Record<string, string> = {}): { e
       }
     } catch { /* aborted */ }
   }, () => { /* aborted */ })
-  return { events, opened, comments, close: () => { controller.abort() } }
+  return { events, opened, ended, comments, close: () => { controller.abort() } }
 }
 
 /**

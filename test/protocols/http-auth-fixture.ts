@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { hashPassword, hashToken, newToken } from '../../engines/auth/hash.js'
 import type { ResourceKind } from '../../engines/auth/types.js'
+import { openSse } from '../helpers.js'
 
 /** Cheap scrypt parameters for tests (the file accepts ln from 1): a verification takes well under 1 ms. */
 const TEST_SCRYPT = { ln: 4, r: 8, p: 1 }
@@ -52,39 +53,10 @@ export interface SseClient {
   close: () => void
 }
 
-/** A small SSE reader over fetch that also tells when the server ends the stream. */
+/** An SSE reader (test/helpers.ts's openSse) that also tells when the server ends the stream. */
 export function sse (url: string, headers: Record<string, string> = {}): SseClient {
-  const controller = new AbortController()
-  const events: Array<{ event?: string, data: string }> = []
-  const response = fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal })
-  const ended = (async () => {
-    let res: Response
-    try {
-      res = await response
-    } catch {
-      return
-    }
-    if (res.body === null) return
-    const decoder = new TextDecoder()
-    let buffer = ''
-    try {
-      for await (const chunk of res.body) {
-        buffer += decoder.decode(chunk as Uint8Array, { stream: true })
-        let at
-        while ((at = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, at)
-          buffer = buffer.slice(at + 2)
-          const ev: { event?: string, data: string } = { data: '' }
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) ev.event = line.slice(7)
-            else if (line.startsWith('data: ')) ev.data += line.slice(6)
-          }
-          if (ev.data !== '') events.push(ev)
-        }
-      }
-    } catch { /* aborted */ }
-  })()
-  return { response, events, ended, close: () => { controller.abort() } }
+  const { opened, events, ended, close } = openSse(url, headers)
+  return { response: opened, events, ended, close }
 }
 
 /** Resolves with `promise`, or rejects after `ms` naming what was awaited (a bound, not a timing assertion). */
