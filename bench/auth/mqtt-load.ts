@@ -14,7 +14,7 @@
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import type { Packet } from 'mqtt-packet'
-import { RawClient, afterTopicOffset, encodeAck, encodePublish, pump, stampAck, type Credentials, type Endpoint } from '../mqtt/client.js'
+import { RawClient, afterTopicOffset, encodeAck, encodePublish, pump, settle, stampAck, type Credentials, type Endpoint } from '../mqtt/client.js'
 
 interface Common {
   host: string
@@ -54,7 +54,6 @@ export interface AuthLoadResult {
 }
 
 const PREFIX = `authbench${process.pid}`
-const IDLE_LIMIT_MS = 3000
 
 function payloadOf (bytes: number): Buffer {
   return Buffer.alloc(Math.max(bytes, 8), 'x')
@@ -70,22 +69,6 @@ async function subscriberOf (p: Common, filter: string, qos: 0 | 1): Promise<Raw
   const s = await RawClient.connect(endpointOf(p), `${PREFIX}-sub`, true, p.subscriber)
   await s.subscribe(filter, qos)
   return s
-}
-
-/** Resolves when done() holds, when nothing arrived for IDLE_LIMIT_MS after sending settled, or at the deadline (true). */
-async function settle (done: () => boolean, progress: () => number, sending: Promise<unknown>, deadline: number): Promise<boolean> {
-  let finishedSending = false
-  void sending.then(() => { finishedSending = true })
-  let last = progress()
-  let lastChange = performance.now()
-  for (;;) {
-    if (done()) return false
-    const now = performance.now()
-    if (now > deadline) return true
-    const p = progress()
-    if (p !== last) { last = p; lastChange = now } else if (finishedSending && now - lastChange > IDLE_LIMIT_MS) return true
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
 }
 
 /**

@@ -192,3 +192,25 @@ export async function pump (client: RawClient, packet: Buffer, count: number, ba
   }
   return sent
 }
+
+/** How long receivers may stay silent, once sending is over, before what has not arrived counts as lost. */
+export const IDLE_LIMIT_MS = 3000
+
+/**
+ * Resolves when `done()` holds, when nothing arrived for IDLE_LIMIT_MS after `sending` settled, or at the
+ * deadline; reports whether it gave up.
+ */
+export async function settle (done: () => boolean, progress: () => number, sending: Promise<unknown>, deadline: number): Promise<boolean> {
+  let finishedSending = false
+  void sending.then(() => { finishedSending = true })
+  let last = progress()
+  let lastChange = performance.now()
+  for (;;) {
+    if (done()) return false
+    const now = performance.now()
+    if (now > deadline) return true
+    const p = progress()
+    if (p !== last) { last = p; lastChange = now } else if (finishedSending && now - lastChange > IDLE_LIMIT_MS) return true
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

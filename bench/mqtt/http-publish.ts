@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
-import { RawClient } from './client.js'
+import { IDLE_LIMIT_MS, RawClient } from './client.js'
 
 export interface HttpPublishParams {
   url: string
@@ -40,7 +40,6 @@ interface AutocannonResult {
 type Autocannon = (opts: Record<string, unknown>, cb: (err: Error | null, result: AutocannonResult) => void) => unknown
 
 const TOPIC = `benchhttp${process.pid}/publish`
-const IDLE_LIMIT_MS = 3000
 
 async function main (): Promise<void> {
   const p = JSON.parse(process.argv[2] ?? '') as HttpPublishParams

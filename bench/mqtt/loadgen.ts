@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { Packet } from 'mqtt-packet'
-import { RawClient, encodeAck, encodePublish, afterTopicOffset, pump, stampAck, type Endpoint } from './client.js'
+import { RawClient, encodeAck, encodePublish, afterTopicOffset, pump, settle, stampAck, type Endpoint } from './client.js'
 import { latencySummary } from '../lib/stats.js'
 
 interface Common {
@@ -40,8 +40,6 @@ export interface LoadResult {
 }
 
 const PREFIX = `bench${process.pid}`
-/** After the last write, how long the receivers may stay silent before the rest counts as lost. */
-const IDLE_LIMIT_MS = 3000
 const CONNECT_PARALLELISM = 50
 
 function payloadOf (bytes: number): Buffer {
@@ -55,25 +53,6 @@ async function connectMany (endpoint: Endpoint, count: number, name: string): Pr
     clients.push(...await Promise.all(Array.from({ length: n }, (_, k) => RawClient.connect(endpoint, `${PREFIX}-${name}-${i + k}`))))
   }
   return clients
-}
-
-/**
- * Resolves when `done()` holds, when nothing arrived for IDLE_LIMIT_MS after `sending` settled, or at the
- * deadline; reports whether it gave up.
- */
-async function settle (done: () => boolean, progress: () => number, sending: Promise<unknown>, deadline: number): Promise<boolean> {
-  let finishedSending = false
-  void sending.then(() => { finishedSending = true })
-  let last = progress()
-  let lastChange = performance.now()
-  for (;;) {
-    if (done()) return false
-    const now = performance.now()
-    if (now > deadline) return true
-    const p = progress()
-    if (p !== last) { last = p; lastChange = now } else if (finishedSending && now - lastChange > IDLE_LIMIT_MS) return true
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
 }
 
 async function fanIn (p: Common & { publishers: number, messagesPerPublisher: number }): Promise<LoadResult> {
