@@ -1,4 +1,6 @@
 import type { BusMessage } from '../pubsub/pubsub.js'
+import type { MessageProperties } from '../pubsub/types.js'
+import { prepareEntry } from './codec.js'
 import type { StreamLog } from './log.js'
 import type { AppendMessage, StreamContext } from './types.js'
 
@@ -18,15 +20,20 @@ export class CaptureBuffer {
   constructor (private readonly log: StreamLog, private readonly ctx: StreamContext) {}
 
   /** Buffers a captured publish; the promise settles once its batch is durable (or dropped, counted). */
-  add (m: BusMessage): Promise<void> | undefined {
+  add (m: BusMessage & { properties?: MessageProperties }): Promise<void> | undefined {
     const { stats, limits } = this.ctx
     if (this.log.deleted) return
     const tooMany = this.log.capturePending >= limits.captureMaxPending && m.qos === 0
-    if (tooMany || m.payload.length + Buffer.byteLength(m.topic) > limits.maxMessageBytes) {
+    // the publish's MQTT 5 properties are kept; its message expiry is not (the stream's retention governs)
+    const entry: AppendMessage = { payload: m.payload, topic: m.topic, qos: m.qos, retain: m.retain }
+    if (m.properties !== undefined) entry.properties = m.properties
+    // measured as the append will measure it (properties included): one message over the limit would fail its whole batch
+    const bytes = m.properties === undefined ? m.payload.length + Buffer.byteLength(m.topic) : prepareEntry(entry, 0).size - 9
+    if (tooMany || bytes > limits.maxMessageBytes) {
       stats.captureDropped++
       return
     }
-    this.buffer.push({ payload: m.payload, topic: m.topic, qos: m.qos, retain: m.retain })
+    this.buffer.push(entry)
     this.log.capturePending++
     if (this.gathered === null) {
       let settle: () => void = () => {}

@@ -1,3 +1,4 @@
+import type { MessageProperties } from '../pubsub/types.js'
 import { name as nameKey, readU64, u64 } from '../storage/keys.js'
 import type { Payload } from './types.js'
 
@@ -60,6 +61,8 @@ export interface StreamEntry {
   topic?: string
   qos?: 0 | 1 | 2
   retain?: boolean
+  /** Set on captured messages that had them: the publish's MQTT 5 properties, unchanged. */
+  properties?: MessageProperties
 }
 
 const FLAG_TOPIC = 1
@@ -67,12 +70,14 @@ const FLAG_KEY = 2
 const FLAG_HEADERS = 4
 const FLAG_RETAIN = 8
 const QOS_SHIFT = 4
+/** Entries written before properties were captured do not have this bit: they read back as they did. */
+const FLAG_PROPERTIES = 64
 
 /** An entry measured and ready to be written into a chunk (see writeEntry). */
 export interface PreparedEntry {
   timestamp: number
   flags: number
-  /** Topic, key and headers JSON, those present, in that order. */
+  /** Topic, key, headers JSON and properties JSON, those present, in that order. */
   parts: Buffer[]
   payload: Payload
   payloadBytes: number
@@ -88,13 +93,29 @@ export interface EntryInput {
   topic?: string
   qos?: 0 | 1 | 2
   retain?: boolean
+  properties?: MessageProperties
 }
 
 const NO_PARTS: Buffer[] = []
 
+/** Properties as stored: JSON, with the correlation data (bytes) in base64. */
+interface StoredProperties extends Omit<MessageProperties, 'correlationData'> { correlationData?: string }
+
+function encodeProperties (p: MessageProperties): Buffer {
+  const stored: StoredProperties = { ...p, correlationData: p.correlationData?.toString('base64') }
+  return Buffer.from(JSON.stringify(stored), 'utf8')
+}
+
+function decodeProperties (json: string): MessageProperties {
+  const stored = JSON.parse(json) as StoredProperties
+  const { correlationData, ...rest } = stored
+  return correlationData === undefined ? rest : { ...rest, correlationData: Buffer.from(correlationData, 'base64') }
+}
+
 /**
- * An entry is encoded as: u64 timestamp, u8 flags (topic/key/headers present, retain, qos in bits 4-5),
- * then u32-length-prefixed topic, key and headers JSON when present, and the payload bytes to the end.
+ * An entry is encoded as: u64 timestamp, u8 flags (topic/key/headers present, retain, qos in bits 4-5,
+ * properties present), then u32-length-prefixed topic, key, headers JSON and properties JSON when present,
+ * and the payload bytes to the end.
  * A payload given as text or as a slice is measured here and written straight into the chunk: no
  * Buffer per message.
  */
@@ -103,11 +124,12 @@ export function prepareEntry (e: EntryInput, timestamp: number): PreparedEntry {
   let flags = 0
   const payloadBytes = payloadLength(e.payload)
   let size = 9 + payloadBytes
-  if (e.topic !== undefined || e.key !== undefined || e.headers !== undefined) {
+  if (e.topic !== undefined || e.key !== undefined || e.headers !== undefined || e.properties !== undefined) {
     parts = []
     if (e.topic !== undefined) { flags |= FLAG_TOPIC; parts.push(Buffer.from(e.topic, 'utf8')) }
     if (e.key !== undefined) { flags |= FLAG_KEY; parts.push(Buffer.from(e.key, 'utf8')) }
     if (e.headers !== undefined) { flags |= FLAG_HEADERS; parts.push(Buffer.from(JSON.stringify(e.headers), 'utf8')) }
+    if (e.properties !== undefined) { flags |= FLAG_PROPERTIES; parts.push(encodeProperties(e.properties)) }
     for (const part of parts) size += 4 + part.length
   }
   if (e.retain === true) flags |= FLAG_RETAIN
@@ -162,7 +184,7 @@ export function decodeEntryAt (offset: number, chunk: Buffer, at: number, len: n
   const timestamp = readNumber(chunk, at)
   const flags = chunk[at + 8]
   at += 9
-  if ((flags & (FLAG_TOPIC | FLAG_KEY | FLAG_HEADERS)) === 0) return { offset, timestamp, payload: chunk.subarray(at, end) }
+  if ((flags & (FLAG_TOPIC | FLAG_KEY | FLAG_HEADERS | FLAG_PROPERTIES)) === 0) return { offset, timestamp, payload: chunk.subarray(at, end) }
   const take = (): string => {
     const n = chunk.readUInt32BE(at)
     const s = chunk.toString('utf8', at + 4, at + 4 + n)
@@ -177,6 +199,7 @@ export function decodeEntryAt (offset: number, chunk: Buffer, at: number, len: n
   }
   if ((flags & FLAG_KEY) !== 0) entry.key = take()
   if ((flags & FLAG_HEADERS) !== 0) entry.headers = JSON.parse(take()) as Record<string, string>
+  if ((flags & FLAG_PROPERTIES) !== 0) entry.properties = decodeProperties(take())
   entry.payload = chunk.subarray(at, end)
   return entry
 }

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js'
+import type { MessageProperties } from '../pubsub/types.js'
 import type { Partition, Storage } from '../storage/storage.js'
 
 /** A stream's settings as stored (times in ms). */
@@ -50,6 +51,8 @@ export interface AppendMessage {
   topic?: string
   qos?: 0 | 1 | 2
   retain?: boolean
+  /** A captured publish's MQTT 5 properties. */
+  properties?: MessageProperties
 }
 
 /** Engine-wide limits and switches (from the broker configuration). */

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { StreamEntry } from '../../../engines/stream/index.js'
 import { compactJsonValue } from '../payload.js'
+import { propertiesJson } from './pubsub-properties.js'
 
 /**
  * The JSON of stream messages written straight into one buffer: exactly the bytes of
@@ -129,13 +130,18 @@ function writePayload (out: JsonWriter, bytes: Buffer): void {
   out.ascii('"payload":').utf8(JSON.stringify(text)).ascii(',"encoding":"utf8"')
 }
 
-/** One message as JSON: {offset, timestamp, topic?, qos?, retain?, key?, headers?, payload, encoding?}. */
+/** One message as JSON: {offset, timestamp, topic?, qos?, retain?, (MQTT 5 properties)?, key?, headers?, payload, encoding?}. */
 export function writeEntryJson (out: JsonWriter, e: StreamEntry): void {
   out.ascii('{"offset":').int(e.offset).ascii(',"timestamp":').int(e.timestamp).ascii(',')
   if (e.topic !== undefined) {
     out.ascii('"topic":').utf8(JSON.stringify(e.topic)).ascii(',')
     if (e.qos !== undefined) out.ascii('"qos":').int(e.qos).ascii(',')
     if (e.retain !== undefined) out.ascii(e.retain ? '"retain":true,' : '"retain":false,')
+  }
+  if (e.properties !== undefined) {
+    // rare (captured MQTT 5 publishes that carry properties): the object's members as JSON.stringify writes them
+    const json = JSON.stringify(propertiesJson(e.properties) ?? {})
+    if (json.length > 2) out.utf8(json.slice(1, -1)).ascii(',')
   }
   if (e.key !== undefined) out.ascii('"key":').utf8(JSON.stringify(e.key)).ascii(',')
   if (e.headers !== undefined) out.ascii('"headers":').utf8(JSON.stringify(e.headers)).ascii(',')

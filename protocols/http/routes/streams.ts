@@ -8,6 +8,7 @@ import { appendMessages, type AppendItem } from './stream-append.js'
 import { registerBodyTextParser } from '../body-text.js'
 import { lastEventId, SseStream } from '../sse.js'
 import { JsonWriter, pageJson, writeSseEvent } from './stream-json.js'
+import { propertiesJson, propertiesOutSchema } from './pubsub-properties.js'
 import { STREAM_ANY } from '../auth/declare.js'
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } as const
@@ -54,6 +55,8 @@ export function entryJson (e: StreamEntry): Record<string, unknown> {
     out.qos = e.qos
     out.retain = e.retain
   }
+  // a captured MQTT 5 publish's properties, in the fields an HTTP publish takes
+  if (e.properties !== undefined) Object.assign(out, propertiesJson(e.properties))
   if (e.key !== undefined) out.key = e.key
   if (e.headers !== undefined) out.headers = e.headers
   const p = encodePayload(e.payload)
@@ -107,6 +110,7 @@ const messageSchema = {
     topic: { type: 'string' },
     qos: { type: 'integer' },
     retain: { type: 'boolean' },
+    ...propertiesOutSchema,
     key: { type: 'string' },
     headers: { type: 'object', additionalProperties: { type: 'string' } },
     payload: {},
