@@ -83,7 +83,8 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
       version: options.version,
       topicLimits: { maxLength: options.mqttMaxTopicLength ?? 65535, maxLevels: options.mqttMaxTopicLevels ?? 100 },
       maxQueued: options.mqttMaxQueued ?? 0,
-      ...(options.mqttMaxInflight !== undefined ? { maxInboundInflight: options.mqttMaxInflight } : {})
+      clock,
+      ...(options.onBackgroundError !== undefined ? { onError: options.onBackgroundError } : {})
     })
     opened.push(async () => { await pubsub.close() })
     const streams = await StreamEngine.open(storage, pubsub, clock, {
