@@ -84,7 +84,8 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
       topicLimits: { maxLength: options.mqttMaxTopicLength ?? 65535, maxLevels: options.mqttMaxTopicLevels ?? 100 },
       maxQueued: options.mqttMaxQueued ?? 0,
       clock,
-      ...(options.onBackgroundError !== undefined ? { onError: options.onBackgroundError } : {})
+      ...(options.onBackgroundError !== undefined ? { onError: options.onBackgroundError } : {}),
+      start: false
     })
     opened.push(async () => { await pubsub.close() })
     const streams = await StreamEngine.open(storage, pubsub, clock, {
@@ -95,6 +96,8 @@ export async function createEngines (options: EngineOptions): Promise<Engines> {
     opened.push(async () => { await streams.close() })
     const queues = await QueueEngine.open({ storage, pubsub, clock, autocreate: options.queueAutocreate ?? true, onError: options.onBackgroundError })
     opened.push(async () => { await queues.close() })
+    // the wills a previous run left go once the captures that may keep them listen
+    pubsub.start()
     const store = new Store({
       clock,
       maxMemory: options.storeMaxMemory ?? 0,

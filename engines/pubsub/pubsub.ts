@@ -49,6 +49,11 @@ export interface PubSubOptions {
   onError?: (err: unknown, what: string) => void
   /** Most topics in the match cache (default 10,000). */
   matchCacheSize?: number
+  /**
+   * false: the wills and session expiries a previous run left wait for start() (createEngines calls it
+   * once the queue and stream engines, whose captures may keep a will, are open). Default true.
+   */
+  start?: boolean
 }
 
 /** What publish() takes: a message as HTTP and the other engines give it. */
@@ -79,6 +84,7 @@ export class PubSub {
   private readonly clock: Clock
   private sysTopics: SysTopics | null = null
   private localCount = 0
+  private started = false
   private closing = false
   private limitListener: (name: BusLimit) => void
   private readonly errorListener: (err: unknown, what: string) => void
@@ -131,8 +137,16 @@ export class PubSub {
       if (expired.length > 0) await records.write(expired)
       bus.sessions.restore(loaded)
     }
+    if (options.start !== false) bus.start()
     if ((options.sysIntervalMs ?? 0) > 0) bus.startSysTopics(options.sysIntervalMs ?? 0, options.version ?? 'unknown')
     return bus
+  }
+
+  /** Starts the timers of what a previous run left (wills due, session expiries); idempotent. */
+  start (): void {
+    if (this.started || this.closing) return
+    this.started = true
+    this.sessions.start()
   }
 
   /** Where the bus reports a limit that dropped something (replaces the one given to create()). */

@@ -241,7 +241,7 @@ export class Session {
     return ops
   }
 
-  /** Every record of a durable session (when a session starts to outlive its connection: never by protocol, kept for symmetry). */
+  /** Forgets everything (the session ended; its records go with deleteOps()). */
   clear (): void {
     this.ctx.counters.queued -= this.length
     this.head = this.tail = this.cursor = null

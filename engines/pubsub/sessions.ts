@@ -24,7 +24,7 @@ export class Sessions {
   /** Client ids with a will record. */
   private readonly willRecords = new Set<string>()
   /** Wills of connections a previous process had, whose session did not outlive them: due at start. */
-  private readonly orphanWills = new Map<string, { will: StoredWill, timer: TimerHandle }>()
+  private readonly orphanWills = new Map<string, { will: StoredWill, timer: TimerHandle | null }>()
   /** Connects of one client id run one after the other. */
   private readonly connecting = new Map<string, Promise<unknown>>()
   private closed = false
@@ -36,10 +36,9 @@ export class Sessions {
     private readonly publishWill: (message: BusMessage) => void
   ) {}
 
-  /** Sessions and wills a previous run left; sessions that expired meanwhile end now (their wills go). */
+  /** Sessions and wills a previous run left; their timers start with start(). */
   restore (loaded: Loaded): void {
     const now = this.ctx.clock.now()
-    const ops: WriteOp[] = []
     for (const [clientId, stored] of loaded.sessions) {
       const session = new Session(clientId, stored.meta?.expiryInterval ?? NEVER_EXPIRES, this.ctx)
       // connected when the previous process stopped: offline since this start
@@ -55,17 +54,26 @@ export class Sessions {
       const session = this.byId.get(clientId)
       if (session === undefined) {
         // the session ended with the connection, so when the previous process stopped: the will is due
-        this.orphanWills.set(clientId, { will, timer: this.ctx.clock.setTimer(() => { this.publishOrphanWill(clientId) }, 0) })
-      } else {
-        session.will = will
-        this.scheduleWill(session, now)
-      }
+        this.orphanWills.set(clientId, { will, timer: null })
+      } else session.will = will
+    }
+  }
+
+  /**
+   * The restored wills and session expiries start: a will whose session ended with the previous process
+   * is due now, a delayed one of a lasting session after its delay from now, a session that expired
+   * meanwhile ends now (its will goes). Called once the engines whose captures may keep a will listen.
+   */
+  start (): void {
+    const now = this.ctx.clock.now()
+    for (const [clientId, orphan] of this.orphanWills) {
+      orphan.timer ??= this.ctx.clock.setTimer(() => { this.publishOrphanWill(clientId) }, 0)
     }
     for (const session of this.byId.values()) {
-      if (session.expiryInterval !== NEVER_EXPIRES && session.offlineAt! + session.expiryInterval * 1000 <= now) this.end(session, ops)
-      else this.scheduleExpiry(session)
+      if (session.outlet !== null) continue
+      if (session.will !== undefined && session.willTimer === null) this.scheduleWill(session, now)
+      if (session.expiryTimer === null) this.scheduleExpiry(session)
     }
-    this.write(ops)
   }
 
   async connect (request: SessionRequest, outlet: Outlet): Promise<SessionHandle> {
@@ -112,7 +120,7 @@ export class Sessions {
     }
     const orphan = this.orphanWills.get(clientId)
     if (orphan !== undefined) {
-      orphan.timer.cancel()
+      orphan.timer?.cancel()
       this.orphanWills.delete(clientId)
     }
     let session = previous !== undefined && !previous.ended ? previous : undefined
@@ -272,7 +280,7 @@ export class Sessions {
   /** Shutdown: timers stop, every connection is told (the front-end sends DISCONNECT 0x8B / 0x9C). */
   close (): void {
     this.closed = true
-    for (const orphan of this.orphanWills.values()) orphan.timer.cancel()
+    for (const orphan of this.orphanWills.values()) orphan.timer?.cancel()
     this.orphanWills.clear()
     for (const session of this.byId.values()) {
       session.expiryTimer?.cancel()

@@ -1,11 +1,17 @@
-import { afterAll, describe, expect, it, test } from 'vitest'
-import fc from 'fast-check'
-import assert from 'node:assert'
-import { createRequire } from 'node:module'
-import { Readable } from 'node:stream'
+import { afterAll, describe, expect, it } from 'vitest'
+import { ManualClock } from '../../engines/clock.js'
 import { Storage } from '../../engines/storage/storage.js'
-import { DurableMqttPersistence, decodePacket, encodePacket, type MqttPacket } from '../../engines/pubsub/persistence.js'
+import { PubSub } from '../../engines/pubsub/pubsub.js'
+import { clientKey, decodePacket, encodePacket, type MqttPacket } from '../../engines/pubsub/persistence.js'
+import type { BusMessage } from '../../engines/pubsub/types.js'
 import { tempDir } from '../helpers.js'
+import { connect, msg, request } from './pubsub-fakes.js'
+
+/**
+ * The bus's durable state (engines/pubsub/persistence.ts) across a close and reopen of the data directory:
+ * retained messages, sessions that outlive their connection (subscriptions, QoS 1/2 queue with the QoS 2
+ * packet ids, QoS 2 ids received, expiry), wills; and a data directory written by the previous release.
+ */
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterAll(async () => {
@@ -13,261 +19,210 @@ afterAll(async () => {
 })
 
 async function openStorage (dir?: string): Promise<{ storage: Storage, dir: string }> {
-  const tmp = dir === undefined ? tempDir('tetra-mqtt-') : undefined
+  const tmp = dir === undefined ? tempDir('tetra-bus-') : undefined
   const storage = await Storage.open({ dir: dir ?? tmp!.dir, fsync: 'interval', fsyncIntervalMs: 20 })
   cleanups.push(async () => { await storage.close() })
   if (tmp !== undefined) cleanups.unshift(tmp.remove)
   return { storage, dir: dir ?? tmp!.dir }
 }
 
-/*
- * aedes-persistence's abstract suite, written for node:test, run under vitest: its `t` gets the assertions
- * it uses (node:assert's, as node:test's t.assert gives them) and a plan that is checked when the test ends.
- */
-interface NodeTestContext {
-  assert: Pick<typeof assert, 'equal' | 'deepEqual' | 'notEqual' | 'ok'>
-  plan: (count: number) => void
-  diagnostic: (message: string) => void
-}
-type AbstractSuite = (options: { test: (name: string, fn: (t: NodeTestContext) => Promise<void>) => void, persistence: () => Promise<unknown>, testAsync: boolean }) => void
+const NEVER = 0xFFFFFFFF
 
-function nodeTest (name: string, fn: (t: NodeTestContext) => Promise<void>): void {
-  test(name, async () => {
-    let planned: number | undefined
-    let count = 0
-    const t: NodeTestContext = {
-      assert: {
-        equal: (...args: Parameters<typeof assert.equal>) => { count++; assert.equal(...args) },
-        deepEqual: (...args: Parameters<typeof assert.deepEqual>) => { count++; assert.deepEqual(...args) },
-        notEqual: (...args: Parameters<typeof assert.notEqual>) => { count++; assert.notEqual(...args) },
-        ok: (...args: Parameters<typeof assert.ok>) => { count++; assert.ok(...args) }
-      },
-      plan: n => { planned = n },
-      diagnostic: () => {}
-    }
-    await fn(t)
-    if (planned !== undefined) expect(count, 'assertions run against the plan').toBe(planned)
-  })
-}
-
-describe('MQTT persistence: aedes-persistence abstract suite', () => {
-  const abstractSuite = createRequire(import.meta.url)('aedes-persistence/abstract.js') as AbstractSuite
-  abstractSuite({
-    test: nodeTest,
-    persistence: async () => await DurableMqttPersistence.open((await openStorage()).storage),
-    testAsync: true
+describe('bus records: encoding', () => {
+  it('encodes packets with binary and text payloads and Buffers in other fields', () => {
+    const binary: MqttPacket = { cmd: 'publish', topic: 'a/b', payload: Buffer.from([0, 255, 10]), qos: 1, messageId: 7, properties: { correlationData: Buffer.from('xy') } }
+    expect(decodePacket(encodePacket(binary))).toEqual(binary)
+    const text: MqttPacket = { cmd: 'publish', topic: 'a/b', payload: 'plain text', qos: 0 }
+    expect(decodePacket(encodePacket(text))).toEqual(text)
+    const noUndefined = decodePacket(encodePacket({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, messageId: undefined }))
+    expect(Object.prototype.hasOwnProperty.call(noUndefined, 'messageId')).toBe(false)
   })
 })
 
-async function all<T> (stream: Readable): Promise<T[]> {
-  const out: T[] = []
-  for await (const item of stream) out.push(item as T)
-  return out
-}
-
-function publish (topic: string, payload: string, fields: Partial<MqttPacket> = {}): MqttPacket {
-  return { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, brokerId: 'b1', ...fields }
-}
-
-describe('MQTT persistence: durable', () => {
-  it('encodes packets with binary and text payloads and Buffers in other fields', () => {
-    const binary = publish('a/b', '', { payload: Buffer.from([0, 255, 10]), messageId: 7, properties: { correlationData: Buffer.from('xy') } })
-    expect(decodePacket(encodePacket(binary))).toEqual(binary)
-    const text = publish('a/b', '', { payload: 'plain text', brokerCounter: 3 })
-    expect(decodePacket(encodePacket(text))).toEqual(text)
-    const noUndefined = decodePacket(encodePacket(publish('t', 'x', { messageId: undefined })))
-    expect(Object.prototype.hasOwnProperty.call(noUndefined, 'messageId')).toBe(false)
-  })
-
-  it('gives back after a restart what a previous run left: retained, sessions, queues in order, QoS 2 in flight, wills', async () => {
+describe('bus state across a restart', () => {
+  it('gives back retained messages, subscriptions, the queue in order with QoS 2 ids and PUBRELs, inbound QoS 2 ids', async () => {
     const { storage, dir } = await openStorage()
-    const p = await DurableMqttPersistence.open(storage)
-    await p.setup({ id: 'broker-1' })
-    const device = { id: 'device-1', clean: false }
-    const cleanClient = { id: 'clean-1', clean: true }
-
-    await p.storeRetained(publish('state/a', 'on', { retain: true, qos: 0 }))
-    await p.storeRetained(publish('state/b', 'off', { retain: true, qos: 0 }))
-    await p.storeRetained(publish('state/b', '', { retain: true, qos: 0 })) // cleared
-    await p.addSubscriptions(device, [{ topic: 'cmd/#', qos: 1 }, { topic: 'info/+', qos: 0 }, { topic: 'gone', qos: 2 }])
-    await p.removeSubscriptions(device, ['gone'])
-    await p.addSubscriptions(cleanClient, [{ topic: 'x', qos: 1 }])
-    // m1 at QoS 2, m2 and m3 at QoS 1
-    for (let i = 1; i <= 3; i++) await p.outgoingEnqueueCombi([{ clientId: device.id }], publish('cmd/go', `m${i}`, { brokerCounter: i, qos: i === 1 ? 2 : 1 }))
-    // the first one was sent with a message id, the second acknowledged
-    await p.outgoingUpdate(device, { ...publish('cmd/go', 'm1', { brokerCounter: 1, qos: 2 }), messageId: 41 })
-    await p.outgoingUpdate(device, { ...publish('cmd/go', 'm2', { brokerCounter: 2 }), messageId: 42 })
-    await p.outgoingClearMessageId(device, { ...publish('cmd/go', 'm2'), messageId: 42 })
-    await p.incomingStorePacket(device, publish('up/1', 'q2', { qos: 2, messageId: 9 }))
-    await p.incomingStorePacket(cleanClient, publish('up/2', 'q2', { qos: 2, messageId: 10 }))
-    await p.putWill(device, publish('status/device-1', 'offline', { qos: 1, retain: true }))
+    let bus = await PubSub.create(storage)
+    await bus.publish({ topic: 'state/a', payload: Buffer.from('on'), retain: true, properties: { contentType: 'text/plain', correlationData: Buffer.from([1, 2]) } })
+    await bus.publish({ topic: 'state/b', payload: Buffer.from('off'), retain: true })
+    await bus.publish({ topic: 'state/b', payload: Buffer.alloc(0), retain: true })
+    const device = await connect(bus, request('device-1', { cleanStart: false, expiryInterval: NEVER, receiveMaximum: 2 }))
+    await device.handle.subscribe([{ filter: 'cmd/#', options: { qos: 2, subscriptionId: 5 } }, { filter: 'info/+', options: { qos: 0, noLocal: true } }, { filter: 'gone', options: { qos: 1 } }])
+    await device.handle.unsubscribe(['gone'])
+    const clean = await connect(bus, request('clean-1'))
+    await clean.handle.subscribe([{ filter: 'cmd/#', options: { qos: 1 } }])
+    expect(await device.handle.receiveQos2(9)).toBe(true)
+    expect(await device.handle.receiveQos2(9)).toBe(false)
+    expect(await device.handle.receiveQos2(10)).toBe(true)
+    expect(device.handle.releaseQos2(10)).toBe(true)
+    // m1 and m2 in flight (QoS 2, ids 1 and 2), m3 and m4 queued; m1 released, then m2 completes... no: m2 acknowledged by PUBREC + PUBCOMP
+    for (let i = 1; i <= 4; i++) await bus.route(msg('cmd/go', `m${i}`, i === 4 ? 1 : 2), 'mqtt')
+    expect(device.handle.received(1)).toBe(true)
+    expect(device.handle.received(2)).toBe(true)
+    expect(device.handle.acknowledged(2)).toBe(true) // m3 goes out with id 3 now
+    expect(device.outlet.deliveries.map(d => [d.message.payload.toString(), d.packetId])).toEqual([['m1', 1], ['m2', 2], ['m3', 3]])
+    await bus.close()
     await storage.close()
 
     const second = (await openStorage(dir)).storage
-    const reopened = await DurableMqttPersistence.open(second)
-    await reopened.setup({ id: 'broker-2' })
-    expect((await all<MqttPacket>(reopened.createRetainedStream('#'))).map(r => [r.topic, String(r.payload)])).toEqual([['state/a', 'on']])
-    expect(await reopened.subscriptionsByClient(device)).toEqual([{ topic: 'cmd/#', qos: 1 }, { topic: 'info/+', qos: 0 }])
-    expect(await reopened.subscriptionsByClient(cleanClient)).toEqual([]) // a clean session keeps nothing
-    expect((await reopened.subscriptionsByTopic('cmd/go')).map(s => s.clientId)).toEqual(['device-1'])
-    expect(await reopened.countOffline()).toEqual({ subsCount: 1, clientsCount: 1 })
-    const queued = await all<MqttPacket>(reopened.outgoingStream(device))
-    expect(queued.map(q => [String(q.payload), q.messageId, q.brokerCounter])).toEqual([['m1', 41, 1], ['m3', undefined, 3]])
-    // updates after the restart find the packets restored
-    await reopened.outgoingUpdate(device, { ...publish('cmd/go', 'm3', { brokerCounter: 3 }), messageId: 43 })
-    expect(await reopened.outgoingClearMessageId(device, { ...publish('cmd/go', 'm1'), messageId: 41 })).toMatchObject({ topic: 'cmd/go' })
-    expect(String((await reopened.incomingGetPacket(device, publish('', '', { messageId: 9 }))).payload)).toBe('q2')
-    await expect(reopened.incomingGetPacket(cleanClient, publish('', '', { messageId: 10 }))).rejects.toThrow()
-    // the will of a client the old broker had: a live broker list without broker-1 streams it
-    const wills = await all<MqttPacket>(reopened.streamWill({ 'broker-2': Date.now() }))
-    expect(wills.map(w => [w.clientId, w.topic, String(w.payload), w.brokerId])).toEqual([['device-1', 'status/device-1', 'offline', 'broker-1']])
-    await reopened.delWill(device)
-    await reopened.cleanSubscriptions(device)
-    await reopened.storeRetained(publish('state/c', 'new', { retain: true, qos: 0 }))
+    bus = await PubSub.create(second)
+    expect((await bus.retained(['#'])).map(r => [r.topic, r.payload.toString(), r.properties])).toEqual([['state/a', 'on', { contentType: 'text/plain', correlationData: Buffer.from([1, 2]) }]])
+    expect(bus.clients()).toEqual([{ clientId: 'device-1', connected: false, subscriptions: 2, inflight: 0, queued: 3, expiryInterval: NEVER }])
+    const back = await connect(bus, request('device-1', { cleanStart: false, expiryInterval: NEVER, receiveMaximum: 10 }))
+    expect(back.handle.present).toBe(true)
+    expect(back.handle.subscriptions()).toEqual([
+      { filter: 'cmd/#', options: { qos: 2, subscriptionId: 5 } },
+      { filter: 'info/+', options: { qos: 0, noLocal: true } }
+    ])
+    // in order: m1's PUBREL, m3 again with its id and DUP, then m4 (QoS 1: a new id)
+    expect(back.outlet.releases).toEqual([1])
+    expect(back.outlet.deliveries.map(d => [d.message.payload.toString(), d.qos, d.packetId, d.dup, d.subscriptionIds])).toEqual([['m3', 2, 3, true, [5]], ['m4', 1, 2, false, [5]]])
+    expect(await back.handle.receiveQos2(9)).toBe(false) // still awaiting its PUBREL
+    expect(back.handle.releaseQos2(9)).toBe(true)
+    expect(back.handle.acknowledged(1)).toBe(true)
+    expect(back.handle.acknowledged(2)).toBe(true)
+    await bus.close()
     await second.close()
 
-    // and what the second run changed is what a third run finds
-    const third = await DurableMqttPersistence.open((await openStorage(dir)).storage)
-    await third.setup({ id: 'broker-3' })
-    expect((await all<MqttPacket>(third.createRetainedStream('state/+'))).map(r => r.topic)).toEqual(['state/a', 'state/c'])
-    expect(await third.subscriptionsByClient(device)).toEqual([])
-    // a QoS 1 message's id is not kept (it may be sent again under another); a QoS 2 message's is
-    expect((await all<MqttPacket>(third.outgoingStream(device))).map(q => [String(q.payload), q.messageId])).toEqual([['m3', undefined]])
-    expect(await all(third.streamWill({}))).toEqual([])
+    const third = await PubSub.create((await openStorage(dir)).storage)
+    const last = await connect(third, request('device-1', { cleanStart: false, expiryInterval: NEVER }))
+    expect(last.outlet.deliveries.map(d => d.message.payload.toString())).toEqual(['m3'])
+    expect(await last.handle.receiveQos2(9)).toBe(true)
+    await third.close()
   })
 
-  it('tells whether a publish would be queued for a persistent session ($SYS/ topics not for wildcard filters)', async () => {
-    const p = await DurableMqttPersistence.open((await openStorage()).storage)
-    await p.setup({ id: 'b1' })
-    await p.addSubscriptions({ id: 'a', clean: false }, [{ topic: 'plant/+/temp', qos: 1 }, { topic: '#', qos: 0 }])
-    expect(p.hasQueuingSubscribers('plant/1/temp')).toBe(true)
-    expect(p.hasQueuingSubscribers('plant/1/hum')).toBe(false) // '#' is QoS 0: nothing is queued for it
-    await p.addSubscriptions({ id: 'b', clean: false }, [{ topic: '#', qos: 1 }])
-    expect(p.hasQueuingSubscribers('plant/1/hum')).toBe(true)
-    expect(p.hasQueuingSubscribers('$SYS/broker/uptime')).toBe(false)
-    await p.addSubscriptions({ id: 'c', clean: false }, [{ topic: '$SYS/broker/#', qos: 1 }])
-    expect(p.hasQueuingSubscribers('$SYS/broker/uptime')).toBe(true)
-  })
-
-  it('keeps two QoS 2 messages apart once both are at PUBREL', async () => {
-    const p = await DurableMqttPersistence.open((await openStorage()).storage)
-    await p.setup({ id: 'b1' })
-    const c = { id: 'c', clean: false }
-    for (let i = 1; i <= 2; i++) {
-      await p.outgoingEnqueue({ clientId: 'c' }, publish('t', `m${i}`, { qos: 2, brokerCounter: i }))
-      await p.outgoingUpdate(c, publish('t', `m${i}`, { qos: 2, brokerCounter: i, messageId: 100 + i }))
-    }
-    const first = { cmd: 'pubrel', messageId: 101 } as unknown as MqttPacket
-    const second = { cmd: 'pubrel', messageId: 102 } as unknown as MqttPacket
-    await p.outgoingUpdate(c, first)
-    await p.outgoingUpdate(c, second)
-    expect(first.messageId).toBe(101)
-    expect((await all<MqttPacket>(p.outgoingStream(c))).map(q => [q.cmd, q.messageId])).toEqual([['pubrel', 101], ['pubrel', 102]])
-    await p.outgoingClearMessageId(c, first)
-    await p.outgoingClearMessageId(c, second)
-    expect(await all(p.outgoingStream(c))).toEqual([])
-  })
-
-  it('continues queue order after a restart: new messages go after the restored ones', async () => {
+  it('route() resolves once a message queued for an offline session is written, and rejects when storage fails', async () => {
     const { storage, dir } = await openStorage()
-    const p = await DurableMqttPersistence.open(storage)
-    await p.setup({ id: 'b1' })
-    const c = { id: 'c', clean: false }
-    for (let i = 0; i < 300; i++) await p.outgoingEnqueue({ clientId: 'c' }, publish('t', `a${i}`, { brokerCounter: i + 1 }))
+    const bus = await PubSub.create(storage)
+    const s = await connect(bus, request('off', { cleanStart: false, expiryInterval: 60 }))
+    await s.handle.subscribe([{ filter: 'q', options: { qos: 1 } }])
+    s.handle.detach({ publishWill: false })
+    let writes = 0
+    const write = storage.write.bind(storage)
+    storage.write = async ops => { writes++; await write(ops) }
+    // QoS 0 to an offline session: dropped, nothing written
+    expect(bus.route(msg('q', 'zero'), 'mqtt')).toBeUndefined()
+    // retained and queued in one write
+    const routed = bus.route({ ...msg('q', 'one', 1), retain: true }, 'mqtt')
+    expect(routed).toBeInstanceOf(Promise)
+    await routed
+    expect(writes).toBe(1)
+    await bus.close()
     await storage.close()
-    const again = await DurableMqttPersistence.open((await openStorage(dir)).storage)
-    await again.setup({ id: 'b2' })
-    await again.outgoingEnqueue({ clientId: 'c' }, publish('t', 'after', { brokerId: 'b2', brokerCounter: 1 }))
-    const payloads = (await all<MqttPacket>(again.outgoingStream(c))).map(q => String(q.payload))
-    expect(payloads).toEqual([...Array.from({ length: 300 }, (_, i) => `a${i}`), 'after'])
+    const reopened = await openStorage(dir)
+    const again = await PubSub.create(reopened.storage)
+    const back = await connect(again, request('off', { cleanStart: false, expiryInterval: 60 }))
+    expect(back.outlet.payloads()).toEqual(['one'])
+    const failing = reopened.storage.write.bind(reopened.storage)
+    reopened.storage.write = async () => { await failing([]); throw new Error('disk full') }
+    back.handle.detach({ publishWill: false })
+    await expect(again.route(msg('q', 'two', 1), 'mqtt')!).rejects.toThrow('disk full')
+    await expect(again.publish({ topic: 'q', payload: Buffer.from('three'), qos: 1 })).rejects.toThrow(/could not be stored/)
+    await again.close()
   })
-})
 
-/*
- * Queued messages and retained messages against a simple model, through random operations and restarts:
- * what a restart gives back is what was acknowledged, less the QoS 1 message ids (not written, see
- * outgoingUpdate).
- */
-type Op =
-  | { kind: 'enqueue', client: number, qos: 1 | 2 }
-  | { kind: 'send', client: number, pick: number }
-  | { kind: 'pubrel', client: number, pick: number }
-  | { kind: 'ack', client: number, pick: number }
-  | { kind: 'retain', topic: number, clear: boolean }
-  | { kind: 'restart' }
+  it('session expiry counts across restarts: a session that expired while the broker was down is gone, its will published', async () => {
+    const clock = new ManualClock()
+    const { storage, dir } = await openStorage()
+    let bus = await PubSub.create(storage, { clock })
+    const short = await connect(bus, request('short', { cleanStart: false, expiryInterval: 10, will: { message: msg('will/short', 'expired'), delay: 100 } }))
+    const long = await connect(bus, request('long', { cleanStart: false, expiryInterval: 1000 }))
+    for (const s of [short, long]) await s.handle.subscribe([{ filter: 'x', options: { qos: 1 } }])
+    short.handle.detach({ publishWill: true })
+    long.handle.detach({ publishWill: false })
+    await bus.route(msg('x', 'kept', 1), 'mqtt')
+    await bus.close()
+    await storage.close()
 
-interface ModelEntry { payload: string, qos: number, cmd: 'publish' | 'pubrel', messageId?: number, brokerId: string, brokerCounter: number }
+    // down for 20 s
+    const later = new ManualClock(clock.now() + 20_000)
+    bus = await PubSub.create((await openStorage(dir)).storage, { clock: later })
+    const got: BusMessage[] = []
+    await bus.subscribe(['will/#'], m => { got.push(m) })
+    later.advance(0)
+    expect(bus.clients().map(c => c.clientId)).toEqual(['long'])
+    expect(got.map(m => m.payload.toString())).toEqual(['expired'])
+    // 'long' went offline 20 s before the start: 980 s left
+    later.advance(979_000)
+    expect(bus.clients().map(c => c.clientId)).toEqual(['long'])
+    later.advance(1000)
+    expect(bus.clients()).toEqual([])
+    await bus.close()
+  })
 
-describe('MQTT persistence: model', () => {
-  it('gives back queues and retained messages as a model has them, across restarts', async () => {
-    const op: fc.Arbitrary<Op> = fc.oneof(
-      { arbitrary: fc.record({ kind: fc.constant('enqueue' as const), client: fc.nat(1), qos: fc.constantFrom(1 as const, 2 as const) }), weight: 4 },
-      { arbitrary: fc.record({ kind: fc.constant('send' as const), client: fc.nat(1), pick: fc.nat(20) }), weight: 4 },
-      { arbitrary: fc.record({ kind: fc.constant('pubrel' as const), client: fc.nat(1), pick: fc.nat(20) }), weight: 3 },
-      { arbitrary: fc.record({ kind: fc.constant('ack' as const), client: fc.nat(1), pick: fc.nat(20) }), weight: 2 },
-      { arbitrary: fc.record({ kind: fc.constant('retain' as const), topic: fc.nat(3), clear: fc.boolean() }), weight: 2 },
-      { arbitrary: fc.constant({ kind: 'restart' as const }), weight: 1 }
-    )
-    const check = async (ops: Op[]): Promise<void> => {
-      let opened = await openStorage()
-      const dir = opened.dir
-      let epoch = 0
-      let p = await DurableMqttPersistence.open(opened.storage)
-      await p.setup({ id: `b${epoch}` })
-      const queues: ModelEntry[][] = [[], []]
-      const retained = new Map<string, string>()
-      let counter = 0
-      let nextMessageId = 1
-      const client = (i: number): { id: string, clean: boolean } => ({ id: `c${i}`, clean: false })
-      for (const o of ops) {
-        if (o.kind === 'enqueue') {
-          counter++
-          const entry: ModelEntry = { payload: `m${counter}`, qos: o.qos, cmd: 'publish', brokerId: `b${epoch}`, brokerCounter: counter }
-          await p.outgoingEnqueueCombi([{ clientId: `c${o.client}` }], publish('t', entry.payload, { qos: o.qos, brokerId: entry.brokerId, brokerCounter: counter }))
-          queues[o.client].push(entry)
-        } else if (o.kind === 'send') {
-          // aedes gives a message id to a queued publish when it sends it
-          const candidates = queues[o.client].filter(e => e.cmd === 'publish' && e.messageId === undefined)
-          if (candidates.length === 0) continue
-          const e = candidates[o.pick % candidates.length]
-          e.messageId = nextMessageId++
-          await p.outgoingUpdate(client(o.client), publish('t', e.payload, { qos: e.qos, brokerId: e.brokerId, brokerCounter: e.brokerCounter, messageId: e.messageId }))
-        } else if (o.kind === 'pubrel') {
-          const candidates = queues[o.client].filter(e => e.cmd === 'publish' && e.qos === 2 && e.messageId !== undefined)
-          if (candidates.length === 0) continue
-          const e = candidates[o.pick % candidates.length]
-          e.cmd = 'pubrel'
-          await p.outgoingUpdate(client(o.client), { cmd: 'pubrel', messageId: e.messageId } as unknown as MqttPacket)
-        } else if (o.kind === 'ack') {
-          const candidates = queues[o.client].filter(e => e.messageId !== undefined && (e.qos === 1 || e.cmd === 'pubrel'))
-          if (candidates.length === 0) continue
-          const e = candidates[o.pick % candidates.length]
-          queues[o.client].splice(queues[o.client].indexOf(e), 1)
-          await p.outgoingClearMessageId(client(o.client), { cmd: 'puback', messageId: e.messageId } as unknown as MqttPacket)
-        } else if (o.kind === 'retain') {
-          counter++
-          const topic = `r/${o.topic}`
-          await p.storeRetained(publish(topic, o.clear ? '' : `v${counter}`, { retain: true, qos: 0 }))
-          if (o.clear) retained.delete(topic)
-          else retained.set(topic, `v${counter}`)
-        } else {
-          await opened.storage.close()
-          opened = await openStorage(dir)
-          epoch++
-          p = await DurableMqttPersistence.open(opened.storage)
-          await p.setup({ id: `b${epoch}` })
-          // a QoS 1 message's id is not kept
-          for (const q of queues) for (const e of q) if (e.qos === 1) e.messageId = undefined
-        }
-        for (let i = 0; i < queues.length; i++) {
-          const stored = (await all<MqttPacket>(p.outgoingStream(client(i)))).map(q => [q.cmd === 'pubrel' ? 'pubrel' : String(q.payload), q.messageId])
-          expect(stored).toEqual(queues[i].map(e => [e.cmd === 'pubrel' ? 'pubrel' : e.payload, e.messageId]))
-        }
-        const kept = (await all<MqttPacket>(p.createRetainedStream('r/+'))).map(r => [r.topic, String(r.payload)]).sort()
-        expect(kept).toEqual([...retained].sort())
+  it('wills of connections the previous process had are published at start; a delayed will of a lasting session after its delay unless the client is back', async () => {
+    const clock = new ManualClock()
+    const { storage, dir } = await openStorage()
+    let bus = await PubSub.create(storage, { clock })
+    await connect(bus, request('crashed', { will: { message: msg('will/crashed', 'c', 1), delay: 0 } }))
+    await connect(bus, request('delayed', { cleanStart: false, expiryInterval: 3600, will: { message: msg('will/delayed', 'd'), delay: 30 } }))
+    await connect(bus, request('returns', { cleanStart: false, expiryInterval: 3600, will: { message: msg('will/returns', 'r'), delay: 30 } }))
+    const normal = await connect(bus, request('normal', { will: { message: msg('will/normal', 'n'), delay: 0 } }))
+    normal.handle.detach({ publishWill: false })
+    // the process dies: no detach for the others
+    await storage.close()
+
+    for (let round = 0; round < 2; round++) {
+      const start = new ManualClock(clock.now() + 1000)
+      const reopened = (await openStorage(dir)).storage
+      bus = await PubSub.create(reopened, { clock: start })
+      const got: BusMessage[] = []
+      await bus.subscribe(['will/#'], m => { got.push(m) })
+      start.advance(0)
+      if (round === 1) {
+        // each will is published once: the first start deleted them
+        expect(got).toEqual([])
+        await bus.close()
+        await reopened.close()
+        break
       }
-      await opened.storage.close()
+      expect(got.map(m => [m.topic, m.from])).toEqual([['will/crashed', 'crashed']])
+      start.advance(10_000)
+      await connect(bus, request('returns', { cleanStart: false, expiryInterval: 3600 }))
+      start.advance(20_000)
+      expect(got.map(m => m.topic)).toEqual(['will/crashed', 'will/delayed'])
+      start.advance(60_000)
+      expect(got.map(m => m.topic)).toEqual(['will/crashed', 'will/delayed'])
+      await bus.close()
+      await reopened.flush()
+      await reopened.close()
     }
-    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 50 }), check), { numRuns: 150 })
-  }, 60_000)
+  })
+
+  it('opens a data directory of the previous release: retained messages, sessions, queued messages, QoS 2 in flight, wills', async () => {
+    const { storage, dir } = await openStorage()
+    // records as the previous release's aedes persistence wrote them (its key kinds, aedes' packet fields)
+    const partition = storage.partition('mqtt')
+    const old = (packet: Partial<MqttPacket>): Buffer => encodePacket({ cmd: 'publish', topic: '', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, brokerId: 'old-broker', brokerCounter: 1, ...packet })
+    const seq = (n: number): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b }
+    const id = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b }
+    await storage.write([
+      partition.put(Buffer.concat([Buffer.from('r'), Buffer.from('home/lamp')]), old({ topic: 'home/lamp', payload: Buffer.from('on'), retain: true, qos: 1 })),
+      partition.put(clientKey(0x73, 'legacy', 'home/#'), Buffer.from(JSON.stringify({ qos: 1 }))),
+      partition.put(clientKey(0x73, 'legacy', 'alerts'), Buffer.from(JSON.stringify({ qos: 2, rh: 0, rap: 1, nl: false }))),
+      partition.put(clientKey(0x6f, 'legacy', seq(7)), old({ topic: 'alerts', payload: Buffer.from('a1'), qos: 2, messageId: 300, brokerCounter: 7 })),
+      partition.put(clientKey(0x6f, 'legacy', seq(8)), encodePacket({ cmd: 'pubrel', topic: '', payload: Buffer.alloc(0), qos: 0, messageId: 301 } as unknown as MqttPacket)),
+      partition.put(clientKey(0x6f, 'legacy', seq(9)), old({ topic: 'home/door', payload: 'text payload', qos: 1, brokerCounter: 9 })),
+      partition.put(clientKey(0x69, 'legacy', id(44)), old({ topic: 'up', payload: Buffer.from('q2'), qos: 2, messageId: 44 })),
+      partition.put(clientKey(0x77, 'gone-device', ''), old({ topic: 'status/gone', payload: Buffer.from('offline'), qos: 1, clientId: 'gone-device' }))
+    ])
+    await storage.close()
+
+    const bus = await PubSub.create((await openStorage(dir)).storage)
+    const wills: BusMessage[] = []
+    await bus.subscribe(['status/#'], m => { wills.push(m) })
+    expect((await bus.retained(['home/+'])).map(m => [m.topic, m.payload.toString(), m.qos])).toEqual([['home/lamp', 'on', 1]])
+    expect(bus.clients()).toEqual([{ clientId: 'legacy', connected: false, subscriptions: 2, inflight: 0, queued: 3, expiryInterval: NEVER }])
+    // an offline session of the previous release still gets new messages queued
+    await bus.route(msg('home/window', 'new', 1), 'mqtt')
+    const back = await connect(bus, request('legacy', { cleanStart: false, expiryInterval: NEVER }))
+    expect(back.handle.present).toBe(true)
+    expect(back.handle.subscriptions()).toEqual([{ filter: 'alerts', options: { qos: 2, retainHandling: 0, retainAsPublished: true } }, { filter: 'home/#', options: { qos: 1 } }])
+    expect(back.outlet.deliveries.map(d => [d.message.payload.toString(), d.qos, d.packetId, d.dup])).toEqual([['a1', 2, 300, true], ['text payload', 1, 1, false], ['new', 1, 2, false]])
+    expect(back.outlet.releases).toEqual([301])
+    expect(await back.handle.receiveQos2(44)).toBe(false)
+    await new Promise(resolve => setTimeout(resolve, 5))
+    expect(wills.map(m => [m.topic, m.payload.toString(), m.from])).toEqual([['status/gone', 'offline', 'gone-device']])
+    await bus.close()
+  })
 })
