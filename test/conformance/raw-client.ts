@@ -100,6 +100,16 @@ export class RawClient {
     })
   }
 
+  /** Like next(), but resolves undefined when the server closes the connection first. */
+  async nextOrClose (cmd: PacketCmd | PacketCmd[], timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Packet | undefined> {
+    try {
+      return await this.next(cmd, timeoutMs)
+    } catch (err) {
+      if (this.isClosed) return undefined
+      throw err
+    }
+  }
+
   /** Packets received and not taken by next(), optionally of one type. */
   pending (cmd?: PacketCmd): Packet[] {
     return this.unread.filter(p => cmd === undefined || p.cmd === cmd)
