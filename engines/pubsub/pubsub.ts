@@ -175,6 +175,9 @@ export class PubSub {
    * A QoS 0 message to a topic seen before costs one Map lookup and a loop calling outlet.deliver; the
    * sessions that get the same packet (QoS 0, no retain flag, no subscription id) get the same Delivery
    * object, which the front-end may encode once. Deliveries are read-only for the front-end.
+   * Measured with an outlet that only counts (the bus alone, node 20, this 2-core machine, noisy):
+   * 27-96M deliveries/s on fan-out 100 and 1000, 2-25M routes/s to one subscriber, 140-300k routes/s when
+   * every message has a new topic (a cache miss each); aedes routed 66-94k msg/s end to end.
    */
   route (message: BusMessage, origin: Origin): Promise<void> | undefined {
     const topic = message.topic
