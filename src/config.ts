@@ -41,6 +41,12 @@ export interface Config {
   mqttMaxWaiting: number
   mqttMaxTopicLength: number
   mqttMaxTopicLevels: number
+  mqttKeepAliveMin: number
+  mqttKeepAliveMax: number
+  mqttTopicAliasMax: number
+  mqttReceiveMaximum: number
+  mqttMaxQos: number
+  mqttRetainAvailable: boolean
   httpRateLimit: number
   sseMaxStreams: number
   corsOrigin: string[]
@@ -56,6 +62,8 @@ export interface Setting {
   default: string | number | boolean | string[]
   allowed?: readonly string[]
   min?: number
+  /** kind int: the largest value allowed. */
+  max?: number
   description: string
 }
 
@@ -96,6 +104,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'mqttMaxWaiting', flag: '--mqtt-max-waiting', env: 'TETRA_MQTT_MAX_WAITING', kind: 'int', default: 0, min: 0, description: 'Most QoS 1/2 messages waiting in memory for a free in-flight slot of a connected clean-session client; past it the oldest waiting one is dropped and counted (a slow reader loses messages instead of growing the broker\'s memory). 0 = no cap, nothing dropped.' },
   { key: 'mqttMaxTopicLength', flag: '--mqtt-max-topic-length', env: 'TETRA_MQTT_MAX_TOPIC_LENGTH', kind: 'int', default: 4096, min: 1, description: 'Longest topic name or filter in bytes (MQTT, HTTP publish and SSE filters).' },
   { key: 'mqttMaxTopicLevels', flag: '--mqtt-max-topic-levels', env: 'TETRA_MQTT_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, description: 'Most levels (parts between /) in a topic name or filter.' },
+  { key: 'mqttKeepAliveMin', flag: '--mqtt-keepalive-min', env: 'TETRA_MQTT_KEEPALIVE_MIN', kind: 'int', default: 0, min: 0, max: 65535, description: 'Shortest MQTT keep alive in seconds: an MQTT 5 client asking for less (or 0) is told this one in CONNACK (Server Keep Alive); 0 = no minimum.' },
+  { key: 'mqttKeepAliveMax', flag: '--mqtt-keepalive-max', env: 'TETRA_MQTT_KEEPALIVE_MAX', kind: 'int', default: 65535, min: 1, max: 65535, description: 'Longest MQTT keep alive in seconds: an MQTT 5 client asking for more (or 0) is told this one (Server Keep Alive); a 3.1.1 client asking for more is refused (CONNACK 0x02). 65535 = no maximum.' },
+  { key: 'mqttTopicAliasMax', flag: '--mqtt-topic-alias-max', env: 'TETRA_MQTT_TOPIC_ALIAS_MAX', kind: 'int', default: 10, min: 0, max: 65535, description: 'Topic aliases an MQTT 5 client may set on its publishes (CONNACK Topic Alias Maximum); 0 = none.' },
+  { key: 'mqttReceiveMaximum', flag: '--mqtt-receive-maximum', env: 'TETRA_MQTT_RECEIVE_MAXIMUM', kind: 'int', default: 1000, min: 1, max: 65535, description: 'QoS 1/2 publishes an MQTT 5 client may have sent and not yet had acknowledged (CONNACK Receive Maximum); one more gets DISCONNECT 0x93.' },
+  { key: 'mqttMaxQos', flag: '--mqtt-max-qos', env: 'TETRA_MQTT_MAX_QOS', kind: 'int', default: 2, min: 0, max: 2, description: 'Highest MQTT QoS accepted and granted (CONNACK Maximum QoS): subscriptions are granted at most this; a PUBLISH or will above it is refused (MQTT 5: 0x9B; 3.1.1: the connection closes).' },
+  { key: 'mqttRetainAvailable', flag: '--mqtt-retain-available', env: 'TETRA_MQTT_RETAIN_AVAILABLE', kind: 'bool', default: true, description: 'Whether retained MQTT messages are accepted (CONNACK Retain Available); false: a retained PUBLISH or will is refused (MQTT 5: 0x9A; 3.1.1: the connection closes).' },
   { key: 'httpRateLimit', flag: '--http-rate-limit', env: 'TETRA_HTTP_RATE_LIMIT', kind: 'int', default: 0, min: 0, description: 'HTTP requests per second per principal (burst of the same size); more get 429 with Retry-After; 0 = no cap.' },
   { key: 'sseMaxStreams', flag: '--sse-max-streams', env: 'TETRA_SSE_MAX_STREAMS', kind: 'int', default: 100, min: 1, description: 'Most SSE streams open at once per principal; more get 429.' },
   { key: 'corsOrigin', flag: '--cors-origin', env: 'TETRA_CORS_ORIGIN', kind: 'list', default: [], description: 'Origins (comma-separated, or * for any) allowed to call the HTTP API from a browser; none: same-origin only.' }
@@ -139,6 +153,7 @@ function convert (setting: Setting, raw: unknown, source: string): string | numb
     case 'int': {
       const n = Number(text)
       if (!/^-?\d+$/.test(text.trim()) || n < (setting.min ?? 0)) throw new ConfigError(`${where}: "${text}" is not allowed; use an integer >= ${setting.min ?? 0}`)
+      if (setting.max !== undefined && n > setting.max) throw new ConfigError(`${where}: "${text}" is not allowed; use an integer from ${setting.min ?? 0} to ${setting.max}`)
       return n
     }
     case 'bool':

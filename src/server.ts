@@ -10,7 +10,8 @@ import { createMqttTlsServer } from '../protocols/mqtt/tls.js'
 import { TlsCertificates } from './tls.js'
 import { Metrics } from '../protocols/metrics.js'
 import { SecurityCounters } from '../protocols/security-metrics.js'
-import { installMqttGate, mqttSecuritySettings } from '../protocols/mqtt/gate.js'
+import { MqttFrontEnd, mqttSettings } from '../protocols/mqtt/front-end.js'
+import type { LimitName } from '../protocols/security-metrics.js'
 import { packageVersion } from './version.js'
 
 export interface Broker {
@@ -55,10 +56,12 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
   let mqtts: ReturnType<typeof createMqttTlsServer> | undefined
   // the MQTT front-end's decisions and limits, before any listener accepts (its refusals are counted here)
   const security = new SecurityCounters()
-  installMqttGate(engines.pubsub, engines.auth, mqttSecuritySettings(config), security)
-  const mqttServer = createMqttServer(engines.pubsub)
-  engines.pubsub.broker.on('clientError', (client, err) => { logger.debug({ client: client.id, err: err.message }, 'mqtt client error') })
-  engines.pubsub.broker.on('connectionError', (_client, err) => { logger.debug({ err: err.message }, 'mqtt connection error') })
+  const mqttFront = new MqttFrontEnd(engines.pubsub, engines.auth, mqttSettings(config), security)
+  mqttFront.log = (message, details) => { logger.debug(details, `mqtt: ${message}`) }
+  // the bus's limits (topic caps on its other ways in, offline queues) counted with the front-end's
+  const busLimits: Record<string, LimitName> = { topic_length: 'mqtt_max_topic_length', topic_levels: 'mqtt_max_topic_levels', queued: 'mqtt_max_queued' }
+  engines.pubsub.onLimit(name => { const limit = busLimits[name]; if (limit !== undefined) security.limit(limit) })
+  const mqttServer = createMqttServer(mqttFront)
   try {
     const metrics = new Metrics(engines, security)
     const handshakeFailed = (transport: string) => (err: Error): void => {
@@ -82,7 +85,7 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     const mqttAddress = await listen(mqttServer, config.mqttPort, config.host)
     let mqttsAddress: AddressInfo | undefined
     if (certificates !== undefined) {
-      mqtts = createMqttTlsServer(engines.pubsub, certificates.serverOptions(), handshakeFailed('mqtt_tls'))
+      mqtts = createMqttTlsServer(mqttFront, certificates.serverOptions(), handshakeFailed('mqtt_tls'))
       certificates.attach(mqtts.server)
       mqttsAddress = await listen(mqtts.server, config.mqttsPort, config.host)
       // fastify built an https.Server from options.https
@@ -109,10 +112,11 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
         closing ??= (async () => {
           shuttingDown = true
           // 1. stop accepting new MQTT connections; 2. close HTTP (SSE and WebSocket clients included);
-          // 3. close MQTT clients through aedes; 4. flush and close LevelDB
+          // 3. close MQTT clients (v5: DISCONNECT 0x8B); 4. flush and close LevelDB
           const mqttClosed = new Promise<void>(resolve => { mqttServer.close(() => { resolve() }) })
           const tlsListener = mqtts
           const mqttsClosed = new Promise<void>(resolve => { if (tlsListener === undefined) resolve(); else tlsListener.server.close(() => { resolve() }) })
+          mqttFront.close()
           await app.close()
           await engines.close()
           await mqttClosed
@@ -124,6 +128,7 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
     }
     return broker
   } catch (err) {
+    mqttFront.close()
     mqttServer.close()
     mqtts?.server.close()
     mqtts?.destroySockets()

@@ -1,10 +1,10 @@
 import net from 'node:net'
-import type { PubSub } from '../../engines/pubsub/pubsub.js'
+import type { MqttFrontEnd } from './front-end.js'
 
-/** The MQTT over TCP listener: each socket goes to the bus, with Nagle off for low latency. */
-export function createMqttServer (pubsub: PubSub): net.Server {
+/** The MQTT over TCP listener: each socket goes to the front-end, with Nagle off for low latency. */
+export function createMqttServer (front: MqttFrontEnd): net.Server {
   return net.createServer({ noDelay: true }, socket => {
     socket.setNoDelay(true)
-    pubsub.handle(socket)
+    front.handle(socket, undefined, 'mqtt_tcp')
   })
 }

@@ -4,11 +4,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createWebSocketStream, type WebSocket } from 'ws'
 import type { PubSub } from '../../engines/pubsub/pubsub.js'
 import type { SecurityCounters } from '../security-metrics.js'
+import { frontEndOf } from './front-end.js'
 import { problem, rawProblemResponse, sendProblem } from '../http/problem.js'
 
 /**
  * MQTT over WebSocket at /mqtt (the path MQTT.js and browser clients use), subprotocol "mqtt"
- * (or the older "mqttv3.1"). Each socket becomes a duplex stream handed to the bus.
+ * (or the older "mqttv3.1"). Each socket becomes a duplex stream handed to the MQTT front-end serving
+ * `pubsub` (front-end.ts), with its upgrade request (for the client's address and certificate).
  */
 export function registerMqttWebSocket (app: FastifyInstance, pubsub: PubSub, security: SecurityCounters): void {
   app.route({
@@ -19,9 +21,11 @@ export function registerMqttWebSocket (app: FastifyInstance, pubsub: PubSub, sec
     handler: (_request, reply) => sendProblem(reply.header('upgrade', 'websocket'), problem(426, '/mqtt speaks MQTT over WebSocket: send a WebSocket upgrade (Upgrade: websocket) with the subprotocol "mqtt"')),
     wsHandler: (socket, request) => {
       const stream = createWebSocketStream(socket)
-      // a broken socket ends the stream; aedes sees the close and cleans the client up
+      // a broken socket ends the stream; the connection sees the close and cleans up
       stream.on('error', () => { stream.destroy() })
-      pubsub.handle(stream, request.raw)
+      const front = frontEndOf(pubsub)
+      if (front === undefined) stream.destroy()
+      else front.handle(stream, request.raw, 'mqtt_ws')
     }
   })
   // a broken handshake (no key, a wrong version, an Upgrade other than websocket): ws would answer it

@@ -6,6 +6,7 @@ import { startTestBroker, tempDir, waitFor, type TestBroker } from '../helpers.j
 import { httpsRequest, tlsFixtures } from '../fixtures/tls.js'
 import { hashPassword, hashToken } from '../../engines/auth/hash.js'
 import type { AuthSpec } from './http-auth-fixture.js'
+import { frontEndOf } from '../../protocols/mqtt/front-end.js'
 
 /**
  * The MQTT side of issue 11 over TCP, WebSocket and TLS, with a real auth file: login (MQTT 3.1.1
@@ -272,10 +273,7 @@ describe.each<Transport>(['tcp', 'ws'])('MQTT revocation and --mqtt-deny-disconn
     const stored = await connect({ username: 'viewer', password: 'pw-viewer', clientId: 'viewer-stored', clean: false })
     await stored.subscribeAsync({ 'sensors/#': { qos: 1 }, 'alerts/#': { qos: 1 } })
     await stored.endAsync()
-    const subscriptionsOf = (id: string): string[] => {
-      const client = (f.broker.engines.pubsub.broker as unknown as { clients: Record<string, { subscriptions: Record<string, unknown> } | undefined> }).clients[id]
-      return Object.keys(client?.subscriptions ?? {}).sort()
-    }
+    const subscriptionsOf = (id: string): string[] => (frontEndOf(f.broker.engines.pubsub)?.subscriptionsOf(id) ?? []).sort()
     expect(subscriptionsOf('viewer-live')).toEqual(['alerts/#', 'sensors/#'])
 
     // the viewer role loses sensors/#
