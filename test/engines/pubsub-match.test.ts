@@ -141,3 +141,18 @@ describe('routing', () => {
     await bus.close()
   })
 })
+
+describe('retained messages by filter', () => {
+  it('serves what topicMatches says, each message once over several filters, $ rule included', async () => {
+    await fc.assert(fc.asyncProperty(fc.uniqueArray(topic, { maxLength: 12 }), fc.array(topic, { maxLength: 4 }), fc.array(filter, { minLength: 1, maxLength: 3 }), async (topics, cleared, filters) => {
+      const bus = await PubSub.create()
+      for (const t of topics) bus.route({ ...msg(t, `v:${t}`), retain: true }, 'internal')
+      for (const t of cleared) bus.route({ ...msg(t, ''), retain: true }, 'internal')
+      const kept = topics.filter(t => !cleared.includes(t))
+      const got = (await bus.retained(filters)).map(m => m.topic)
+      expect(got.length).toBe(new Set(got).size)
+      expect(got.sort()).toEqual(kept.filter(t => filters.some(f => topicMatches(f, t))).sort())
+      await bus.close()
+    }), { numRuns: 200 })
+  })
+})
