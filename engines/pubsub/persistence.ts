@@ -159,7 +159,7 @@ export interface StoredEntry {
   qos: QoS
   retain: boolean
   subscriptionIds?: number[]
-  /** 0: none given yet (QoS 1 ids are not written: a resend after a restart may take a new one). */
+  /** 0: none given yet (not sent). */
   packetId: number
 }
 
@@ -208,7 +208,7 @@ export class BusRecords {
     return this.partition.del(clientKey(SUBSCRIPTION, clientId, filter))
   }
 
-  /** A queue entry: a publish (its packet id written for QoS 2 only), or a released QoS 2 message. */
+  /** A queue entry: a publish (with its packet id once sent), or a released QoS 2 message. */
   outgoingPut (clientId: string, entry: StoredEntry): WriteOp {
     const key = clientKey(OUTGOING, clientId, seqBytes(entry.seq))
     if (entry.released) return this.partition.put(key, encodePacket({ cmd: 'pubrel', topic: '', payload: Buffer.alloc(0), qos: 2, messageId: entry.packetId }))
@@ -216,7 +216,7 @@ export class BusRecords {
       qos: entry.qos,
       retain: entry.retain,
       subscriptionIds: entry.subscriptionIds,
-      messageId: entry.qos === 2 && entry.packetId !== 0 ? entry.packetId : undefined
+      messageId: entry.packetId !== 0 ? entry.packetId : undefined
     })
     return this.partition.put(key, encodePacket(packet))
   }

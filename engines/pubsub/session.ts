@@ -273,8 +273,10 @@ export class Session {
       return
     }
     this.ctx.counters.deliveredMqtt++
-    // a QoS 2 message's id is written: the client may hold it awaiting PUBREL, and a new id would deliver it twice
-    if (fresh && e.qos === 2 && e.stored) this.write(this.ctx.records!.outgoingPut(this.clientId, e))
+    // its id is written: after a restart it goes again under the same id (MQTT-4.4.0-1), and a QoS 2 client
+    // may hold that id awaiting PUBREL (a new id would deliver it twice). Sent as it is routed, the id is in
+    // the route's own put (enqueue), so this write is only for messages that waited for the window.
+    if (fresh && e.stored) this.write(this.ctx.records!.outgoingPut(this.clientId, e))
   }
 
   private pump (): void {
