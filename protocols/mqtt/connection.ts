@@ -143,9 +143,8 @@ export class Connection implements GatePeer {
     this.fail(RC.malformed, err.message)
   }
 
-  /** The CONNECT was answered and accepted: the packets that came meanwhile are handled, in order. */
+  /** The CONNACK went out (accepted): the packets that came meanwhile are handled, in order. */
   connected (): void {
-    this.state = 'connected'
     this.writer.release()
     const pending = this.pending ?? []
     this.pending = null
@@ -230,6 +229,7 @@ export class Connection implements GatePeer {
   fail (code: number, reason: string): void {
     if (this.state === 'closed') return
     if (this.v5 && this.state === 'connected') {
+      // reason strings may go on a DISCONNECT whatever the client asked (MQTT-3.1.2-29 exempts it)
       this.writer.write(mqttPacket.generate({ cmd: 'disconnect', reasonCode: code, properties: { reasonString: reason } }, { protocolVersion: 5 }))
     }
     this.end()

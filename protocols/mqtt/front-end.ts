@@ -131,13 +131,13 @@ export class MqttFrontEnd {
   }
 
   /**
-   * A CONNECT naming a protocol or level the broker does not speak (MQTT-3.1.2-2): CONNACK 0x01 in the
-   * 3.1.1 form for the levels before 5 (3.1 and 3.1.1 clients read it), 0x84 in the MQTT 5 form for later
-   * ones, then the connection closes.
+   * A CONNECT naming a protocol or level the broker does not speak (MQTT-3.1.2-1, -2): CONNACK 0x01 in the
+   * 3.1.1 form (what 3.1 and 3.1.1 clients read; an unknown level is answered so too), or 0x84 in the MQTT 5
+   * form when the level is 5 and the name is wrong; then the connection closes.
    */
   unsupported (connection: Connection, level: number): void {
     this.bad(connection)
-    const bytes = level > 5 && level < 128
+    const bytes = level === 5
       ? Buffer.from([0x20, 0x03, 0x00, RC.unsupportedVersion, 0x00])
       : Buffer.from([0x20, 0x02, 0x00, 0x01])
     connection.writer.release()

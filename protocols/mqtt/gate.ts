@@ -149,7 +149,8 @@ export class MqttGate {
       const result = await this.auth.password(username, password, clientId)
       return result.ok ? { principal: result.principal } : { failure: result.failure }
     }
-    if (password !== undefined) return { failure: 'invalid' }
+    // a password without a user name (MQTT 5 allows it; 3.1.1 was refused at CONNECT) proves nothing either
+    if (password !== undefined && this.auth.enabled) return { failure: 'invalid' }
     if (peer.certificateName !== undefined) {
       const result = this.auth.certificate(peer.certificateName, clientId)
       return result.ok ? { principal: result.principal } : { failure: result.failure }

@@ -162,6 +162,7 @@ export async function handleConnect (c: Connection, packet: Connect): Promise<vo
     connack.properties = p
   } else connack.returnCode = 0
   c.writer.writeNow(mqttPacket.generate(connack, { protocolVersion: c.version }))
+  c.state = 'connected'
   c.startKeepAlive(keepAlive)
   // a resumed session's subscriptions under the rules in force now (they may have changed while it was away)
   if (session.present && c.principal !== null) front.cutSubscriptions(c, c.principal)

@@ -22,6 +22,7 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
   let topic = packet.topic
   const props = c.v5 ? packet.properties : undefined
   if (qos === 0 && packet.dup) return c.fail(RC.protocolError, 'DUP set on a QoS 0 PUBLISH') // MQTT-3.3.1-2
+  if (qos > 0 && id === 0) return c.fail(RC.protocolError, 'packet identifier 0') // MQTT-2.3.1-1
   if (props !== undefined) {
     const repeated = repeatedProperty(props)
     if (repeated !== undefined) return c.fail(RC.protocolError, `the property ${repeated} is given twice`)

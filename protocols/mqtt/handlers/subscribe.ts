@@ -19,6 +19,7 @@ export function handleSubscribe (c: Connection, packet: mqttPacket.ISubscribePac
   const session = c.session
   if (session === null) return
   const id = packet.messageId ?? 0
+  if (id === 0) return c.fail(RC.protocolError, 'packet identifier 0') // MQTT-2.3.1-1
   if (packet.subscriptions.length === 0) return c.fail(RC.protocolError, 'a SUBSCRIBE without topic filters') // MQTT-3.8.3-3
   let subscriptionId: number | undefined
   const props = c.v5 ? packet.properties : undefined

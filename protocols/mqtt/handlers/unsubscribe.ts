@@ -11,6 +11,7 @@ export function handleUnsubscribe (c: Connection, packet: mqttPacket.IUnsubscrib
   const session = c.session
   if (session === null) return
   const id = packet.messageId ?? 0
+  if (id === 0) return c.fail(RC.protocolError, 'packet identifier 0') // MQTT-2.3.1-1
   if (packet.unsubscriptions.length === 0) return c.fail(RC.protocolError, 'an UNSUBSCRIBE without topic filters')
   const valid = packet.unsubscriptions.map(f => parseShared(f) !== null && (parseShared(f) !== undefined || validFilter(f)))
   const filters = packet.unsubscriptions.filter((_f, i) => valid[i])
