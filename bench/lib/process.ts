@@ -57,13 +57,25 @@ export async function startTetra (extraArgs: string[] = []): Promise<RunningBrok
   }
 }
 
-/** Runs a node script (a load generator) in its own process and returns the JSON it prints last. */
+/**
+ * Runs a node script (a load generator) in its own process and returns the JSON it prints last. Its stderr
+ * is passed through; when it fails, the error names the first line of its last complaint (e.g. a refused
+ * CONNACK).
+ */
 export async function runNodeScript<T> (script: string, args: string[], options: { tsx?: boolean } = {}): Promise<T> {
-  const child = spawn(process.execPath, [...(options.tsx !== false ? ['--import', 'tsx'] : []), script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...(options.tsx !== false ? ['--import', 'tsx'] : []), script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
+  let err = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => {
+    process.stderr.write(d)
+    err = (err + d.toString()).slice(-4000)
+  })
   const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
-  if (code !== 0) throw new Error(`${script} exited with ${code}`)
+  if (code !== 0) {
+    const complaint = /(?:^|\n)([^\n]*(?:Error|error)[^\n]*)/.exec(err)?.[1]?.trim()
+    throw new Error(`${script.replace(ROOT, '')} exited with ${code}${complaint === undefined ? '' : `: ${complaint}`}`)
+  }
   const lines = out.trim().split('\n')
   return JSON.parse(lines[lines.length - 1]) as T
 }

@@ -15,9 +15,20 @@ export interface Credentials {
   password: string
 }
 
-/** Encodes a PUBLISH once; load generators write (copies of) these bytes, never re-encode per message. */
-export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2 = 0, messageId?: number): Buffer {
-  return mqttPacket.generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) })
+/** MQTT protocol level: 4 = 3.1.1, 5 = 5.0. */
+export type ProtocolVersion = 4 | 5
+
+/**
+ * Encodes a PUBLISH once; load generators write (copies of) these bytes, never re-encode per message. At
+ * protocol level 5 it carries an empty property list (one byte, after the message id).
+ */
+export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2 = 0, messageId?: number, protocolVersion: ProtocolVersion = 4): Buffer {
+  return mqttPacket.generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) }, { protocolVersion })
+}
+
+/** Where the payload starts in an encoded PUBLISH (it is last), whatever the protocol level. */
+export function payloadOffset (encoded: Buffer, payload: Buffer): number {
+  return encoded.length - payload.length
 }
 
 /**
@@ -31,7 +42,10 @@ export function afterTopicOffset (encoded: Buffer, topic: string): number {
   return i + 1 + 2 + Buffer.byteLength(topic)
 }
 
-/** An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) template; the id goes in bytes 2..3. */
+/**
+ * An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) template; the id goes in bytes 2..3. The same 4 bytes
+ * serve MQTT 5, where reason code 0 (success) without properties may be left out [MQTT-3.4.2.1].
+ */
 export function encodeAck (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp'): Buffer {
   return mqttPacket.generate({ cmd, messageId: 1 })
 }
@@ -54,13 +68,14 @@ export class RawClient {
   onPacket: (packet: Packet) => void = () => {}
   /** Called once when the connection closes, for whatever reason (the auth reload scenario counts them). */
   onClose: () => void = () => {}
-  private readonly parser = mqttPacket.parser({ protocolVersion: 4 })
+  private readonly parser: ReturnType<typeof mqttPacket.parser>
   private handshake: { cmd: 'connack' | 'suback', resolve: (p: Packet) => void, reject: (e: Error) => void } | undefined
   private closed = false
   /** True once close() was called: a close that follows is not a disconnect by the broker. */
   private closing = false
 
-  private constructor (readonly stream: Duplex) {
+  private constructor (readonly stream: Duplex, readonly protocolVersion: ProtocolVersion) {
+    this.parser = mqttPacket.parser({ protocolVersion })
     this.parser.on('packet', (packet: Packet) => {
       const h = this.handshake
       if (h !== undefined && packet.cmd === h.cmd) {
@@ -97,9 +112,10 @@ export class RawClient {
 
   /**
    * Opens the connection and completes CONNECT/CONNACK, with credentials when given; `clean: false` asks for a
-   * persistent session. A refused CONNACK throws an error naming its return code.
+   * persistent session (at protocol level 5: clean start 0 and a session expiry interval of an hour, which is
+   * what a 3.1.1 persistent session is). A refused CONNACK throws an error naming its return or reason code.
    */
-  static async connect (endpoint: Endpoint, clientId: string, clean = true, credentials?: Credentials): Promise<RawClient> {
+  static async connect (endpoint: Endpoint, clientId: string, clean = true, credentials?: Credentials, protocolVersion: ProtocolVersion = 4): Promise<RawClient> {
     let stream: Duplex
     if (endpoint.kind === 'tcp') {
       const socket = net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true })
@@ -110,18 +126,25 @@ export class RawClient {
       await once(ws, 'open')
       stream = createWebSocketStream(ws)
     }
-    const client = new RawClient(stream)
+    const client = new RawClient(stream, protocolVersion)
     const connect = mqttPacket.generate({
       cmd: 'connect',
       protocolId: 'MQTT',
-      protocolVersion: 4,
+      protocolVersion,
       clientId,
       clean,
       keepalive: 0,
+      ...(protocolVersion === 5 && !clean ? { properties: { sessionExpiryInterval: 3600 } } : {}),
       ...(credentials === undefined ? {} : { username: credentials.username, password: Buffer.from(credentials.password) })
-    })
-    const connack = await client.exchange('connack', connect)
-    const code = connack.cmd === 'connack' ? connack.returnCode ?? 0 : -1
+    }, { protocolVersion })
+    let connack: Packet
+    try {
+      connack = await client.exchange('connack', connect)
+    } catch (err) {
+      client.close()
+      throw err
+    }
+    const code = connack.cmd === 'connack' ? connack.returnCode ?? connack.reasonCode ?? 0 : -1
     if (code !== 0) {
       client.close()
       throw new Error(`${clientId}: connection refused (CONNACK ${code})`)
@@ -131,8 +154,14 @@ export class RawClient {
 
   /** Subscribes to one filter and waits for the SUBACK; a refused subscription throws. */
   async subscribe (filter: string, qos: 0 | 1 | 2): Promise<void> {
-    const suback = await this.exchange('suback', mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
-    if (suback.cmd !== 'suback' || suback.granted.some(g => typeof g === 'number' && g >= 0x80)) throw new Error(`subscription to ${filter} refused`)
+    await this.subscribeMany([filter], qos)
+  }
+
+  /** Subscribes to the filters in one SUBSCRIBE and waits for the SUBACK; any refused filter throws. */
+  async subscribeMany (filters: string[], qos: 0 | 1 | 2): Promise<void> {
+    const request = mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: filters.map(topic => ({ topic, qos })) }, { protocolVersion: this.protocolVersion })
+    const suback = await this.exchange('suback', request)
+    if (suback.cmd !== 'suback' || suback.granted.some(g => typeof g === 'number' && g >= 0x80)) throw new Error(`subscription to ${filters.join(', ')} refused`)
   }
 
   private async exchange (cmd: 'connack' | 'suback', request: Buffer): Promise<Packet> {

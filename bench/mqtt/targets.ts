@@ -16,10 +16,14 @@ export interface Target {
   ws?: Endpoint
   /** Base URL for HTTP publish. */
   http?: string
+  /** The MQTT protocol levels it speaks (4 = 3.1.1, 5 = 5.0); a scenario with MQTT 5 clients leaves out the others. */
+  speaks?: ReadonlyArray<4 | 5>
+  /** The protocol level the load generator's clients use against it (default: the scenario's). */
+  protocolVersion?: 4 | 5
   stop: () => Promise<void>
 }
 
-export type TargetName = 'tetra' | 'aedes' | 'mosquitto' | 'fastify (bare)' | 'relay (floor)'
+export type TargetName = 'tetra' | 'tetra (3.1.1)' | 'aedes' | 'mosquitto' | 'nats-server' | 'fastify (bare)' | 'relay (floor)'
 
 const HOST = '127.0.0.1'
 const START_TIMEOUT_MS = 15_000
@@ -33,6 +37,7 @@ export async function startTetraTarget (): Promise<Target> {
     tcp: { kind: 'tcp', host: HOST, port: tetra.mqttPort },
     ws: { kind: 'ws', url: `ws://${HOST}:${tetra.httpPort}/mqtt` },
     http: `http://${HOST}:${tetra.httpPort}`,
+    speaks: [4, 5],
     stop: tetra.stop
   }
 }
@@ -50,6 +55,8 @@ export async function startAedesTarget (): Promise<Target> {
     pid: child.pid!,
     tcp: { kind: 'tcp', host: HOST, port: info.mqttPort },
     ws: { kind: 'ws', url: `ws://${HOST}:${info.wsPort}/mqtt` },
+    // aedes 1.2 refuses protocol level 5
+    speaks: [4],
     stop: async () => { await stopChild(child) }
   }
 }
@@ -57,7 +64,7 @@ export async function startAedesTarget (): Promise<Target> {
 /** The minimal MQTT relay of relay.ts: the latency floor of the machine and the load generator. */
 export async function startRelayTarget (): Promise<Target> {
   const { child, info } = await startScript<{ mqttPort: number }>('relay.js')
-  return { name: 'relay (floor)', pid: child.pid!, tcp: { kind: 'tcp', host: HOST, port: info.mqttPort }, stop: async () => { await stopChild(child) } }
+  return { name: 'relay (floor)', pid: child.pid!, tcp: { kind: 'tcp', host: HOST, port: info.mqttPort }, speaks: [4], stop: async () => { await stopChild(child) } }
 }
 
 export async function startBareFastifyTarget (): Promise<Target> {
@@ -73,7 +80,7 @@ export function mosquittoBinary (): string | undefined {
 }
 
 /** A free port: bind port 0, read it, release it. */
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = net.createServer()
   await new Promise<void>(resolve => server.listen(0, HOST, resolve))
   const { port } = server.address() as AddressInfo
@@ -81,7 +88,7 @@ async function freePort (): Promise<number> {
   return port
 }
 
-async function waitForPort (port: number, child: ChildProcess): Promise<boolean> {
+export async function waitForPort (port: number, child: ChildProcess): Promise<boolean> {
   const deadline = Date.now() + START_TIMEOUT_MS
   while (Date.now() < deadline && child.exitCode === null) {
     const ok = await new Promise<boolean>(resolve => {
@@ -135,6 +142,7 @@ export async function startMosquittoTarget (binary: string, websocket: boolean):
     name: 'mosquitto',
     pid: child.pid!,
     tcp: { kind: 'tcp', host: HOST, port: tcpPort },
+    speaks: [4, 5],
     ...(wsPort !== undefined ? { ws: { kind: 'ws', url: `ws://${HOST}:${wsPort}/mqtt` } } : {}),
     stop: cleanup
   }
