@@ -1,211 +1,61 @@
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import type { BenchContext, BenchRow, Scenario } from '../lib/types.js'
+import type { BenchContext, Scenario } from '../lib/types.js'
 import { ROOT, peakRssMb, rssMb, runNodeScript } from '../lib/process.js'
 import { median } from '../lib/stats.js'
-import type { Endpoint } from '../mqtt/client.js'
-import type { LoadParams, LoadResult } from '../mqtt/loadgen.js'
 import type { HttpPublishParams, HttpPublishResult } from '../mqtt/http-publish.js'
-import {
-  cpuTimeMs, mosquittoBinary, startAedesTarget, startBareFastifyTarget, startMosquittoTarget, startRelayTarget, startTetraTarget,
-  type Target, type TargetName
-} from '../mqtt/targets.js'
+import { GROUP, compare, endpointOf, load, medianOf, type Sample } from '../mqtt/compare.js'
+import { startTetraTarget } from '../mqtt/targets.js'
 
 /**
  * MQTT and HTTP-publish benchmarks of the spine. Every scenario starts Tetra (the built dist/), a plain
- * aedes broker and, when the binary is on PATH, Mosquitto, each in its own process; load generators run
- * in another process. Rounds interleave the brokers (the order rotates each round) and the table shows
- * medians; Tetra's ratio to each baseline is the median of the per-round ratios, which cancels most of
- * the noise of a shared machine.
+ * aedes broker and, when installed, Mosquitto and nats-server, each in its own process; load generators run
+ * in another process (see ../mqtt/compare.ts for how rounds interleave and ratios are taken). The `mqtt5-*`
+ * scenarios repeat the QoS 0 and QoS 1 ones with MQTT 5 clients, Tetra measured with 3.1.1 clients in the
+ * same rounds, so the ratio `tetra (3.1.1)` is what MQTT 5 costs.
  */
 
-const GROUP = 'mqtt'
-/** The issue's bar: every MQTT scenario at least this fraction of plain aedes in the same run. */
-const MIN_RATIO_TO_AEDES = 0.9
-
-interface Sample {
-  rate: number
-  delivered: number
-  published: number
-  p50Ms?: number
-  p99Ms?: number
-  p999Ms?: number
-  timedOut?: boolean
-  duplicates?: number
-  acked?: number
-  /** CPU time the broker process used during the run, in ms. */
-  brokerCpuMs?: number
-}
-
-interface Comparison {
-  scenario: string
-  unit: string
-  transport: 'tcp' | 'ws' | 'http'
-  rounds: number
-  measure: (target: Target) => Promise<Sample>
-  /** What the ratio compares (higher is better for Tetra); defaults to the rate. */
-  score?: { label: string, of: (s: Sample) => number }
-  /** Loss is an error for this scenario (QoS 1/2), not just a number. */
-  lossless?: boolean
-  /** Also measure the minimal relay (relay.ts), to show the floor the machine allows. */
-  withFloor?: boolean
-}
-
-const LOADGEN = (): string => join(ROOT, 'dist/bench/mqtt/loadgen.js')
 const HTTP_LOADGEN = (): string => join(ROOT, 'dist/bench/mqtt/http-publish.js')
 
-async function load (params: LoadParams): Promise<Sample> {
-  return await runNodeScript<LoadResult>(LOADGEN(), [JSON.stringify(params)], { tsx: false })
-}
-
-function fmt (n: number): string {
-  return n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)
-}
-
-function endpointOf (target: Target, transport: 'tcp' | 'ws'): Endpoint {
-  const e = transport === 'tcp' ? target.tcp : target.ws
-  if (e === undefined) throw new Error(`${target.name} has no ${transport} endpoint`)
-  return e
-}
-
-/** Starts the MQTT targets one after another (starting them together would skew their start-up peaks). */
-async function startMqttTargets (ctx: BenchContext, transport: 'tcp' | 'ws', withFloor: boolean): Promise<{ targets: Target[], skipped: string[] }> {
-  const targets: Target[] = []
-  const skipped: string[] = []
-  try {
-    targets.push(await startTetraTarget())
-    targets.push(await startAedesTarget())
-    const binary = mosquittoBinary()
-    if (binary === undefined) skipped.push('mosquitto (not on PATH)')
-    else {
-      const m = await startMosquittoTarget(binary, transport === 'ws')
-      if (m === undefined) skipped.push('mosquitto (this build has no WebSocket listener)')
-      else targets.push(m)
-    }
-    if (withFloor) targets.push(await startRelayTarget())
-  } catch (err) {
-    await Promise.all(targets.map(t => t.stop()))
-    throw err
-  }
-  for (const s of skipped) ctx.progress(`skipping ${s}`)
-  return { targets, skipped }
-}
-
-async function startHttpTargets (): Promise<{ targets: Target[], skipped: string[] }> {
-  const tetra = await startTetraTarget()
-  try {
-    return { targets: [tetra, await startBareFastifyTarget()], skipped: [] }
-  } catch (err) {
-    await tetra.stop()
-    throw err
-  }
-}
-
-/** Broker CPU ms per delivered message (NaN when unknown, so it drops out of medians). */
-function cpuPerMessage (s: Sample): number {
-  return s.brokerCpuMs !== undefined && s.delivered > 0 ? s.brokerCpuMs / s.delivered : NaN
-}
-
-function medianOf (samples: Sample[], pick: (s: Sample) => number | undefined): number | undefined {
-  const values = samples.map(pick).filter((v): v is number => v !== undefined && Number.isFinite(v))
-  return values.length === 0 ? undefined : median(values)
-}
-
-/** Runs `spec.rounds` interleaved rounds over the targets and turns the samples into table rows. */
-async function compare (ctx: BenchContext, spec: Comparison): Promise<BenchRow[]> {
-  const { targets, skipped } = spec.transport === 'http' ? await startHttpTargets() : await startMqttTargets(ctx, spec.transport, spec.withFloor === true)
-  const samples = new Map<TargetName, Sample[]>(targets.map(t => [t.name, []]))
-  const peaks = new Map<TargetName, number | undefined>()
-  try {
-    for (let round = 0; round < spec.rounds; round++) {
-      const order = targets.map((_, i) => targets[(i + round) % targets.length])
-      for (const target of order) {
-        const cpuBefore = cpuTimeMs(target.pid)
-        const s = await spec.measure(target)
-        const cpuAfter = cpuTimeMs(target.pid)
-        if (cpuBefore !== undefined && cpuAfter !== undefined) s.brokerCpuMs = cpuAfter - cpuBefore
-        samples.get(target.name)!.push(s)
-        const lat = [['p50', s.p50Ms], ['p99', s.p99Ms]].filter(([, v]) => v !== undefined).map(([k, v]) => `${k as string} ${(v as number).toFixed(3)} ms`).join(' ')
-        const cpu = s.brokerCpuMs !== undefined && s.delivered > 0 ? `, broker CPU ${(1000 * s.brokerCpuMs / s.delivered).toFixed(1)} µs/msg` : ''
-        ctx.progress(`round ${round + 1}/${spec.rounds} ${target.name}: ${fmt(s.rate)} ${spec.unit}${lat === '' ? '' : `, ${lat}`}${cpu} (${s.delivered}/${s.published}${s.timedOut === true ? ', timed out' : ''})`)
-      }
-    }
-    for (const t of targets) peaks.set(t.name, peakRssMb(t.pid))
-  } finally {
-    await Promise.all(targets.map(t => t.stop()))
-  }
-
-  const score = spec.score?.of ?? ((s: Sample) => s.rate)
-  const tetraSamples = samples.get('tetra')!
-  const rows: BenchRow[] = targets.map(t => {
-    const ss = samples.get(t.name)!
-    const delivered = ss.reduce((a, s) => a + s.delivered, 0)
-    const published = ss.reduce((a, s) => a + s.published, 0)
-    const notes: string[] = []
-    const row: BenchRow = {
-      group: GROUP,
-      scenario: spec.scenario,
-      target: t.name,
-      rate: medianOf(ss, s => s.rate),
-      unit: spec.unit,
-      p50Ms: medianOf(ss, s => s.p50Ms),
-      p99Ms: medianOf(ss, s => s.p99Ms),
-      p999Ms: medianOf(ss, s => s.p999Ms),
-      delivered,
-      published,
-      peakRssMb: peaks.get(t.name)
-    }
-    if (t.name === 'tetra') {
-      const ratios: Record<string, number> = {}
-      for (const base of targets) {
-        if (base.name === 'tetra') continue
-        const baseSamples = samples.get(base.name)!
-        const key = spec.score === undefined ? base.name : `${base.name} ${spec.score.label}`
-        ratios[key] = median(tetraSamples.map((s, i) => score(s) / score(baseSamples[i])))
-        if (base.name === 'aedes' && spec.transport !== 'http' && ratios[key] < MIN_RATIO_TO_AEDES) notes.push(`below ${MIN_RATIO_TO_AEDES}x aedes`)
-        // the same comparison on broker CPU per delivered message (above 1 = Tetra spends less)
-        const cpuRatios = tetraSamples
-          .map((s, i) => cpuPerMessage(baseSamples[i]) / cpuPerMessage(s))
-          .filter(r => Number.isFinite(r))
-        if ((base.name === 'aedes' || spec.transport === 'http') && cpuRatios.length > 0) ratios[`${base.name} CPU/msg`] = median(cpuRatios)
-      }
-      row.ratios = ratios
-    }
-    if (delivered < published) notes.push(spec.lossless === true ? `LOST ${published - delivered}` : `${published - delivered} not delivered`)
-    const dups = ss.reduce((a, s) => a + (s.duplicates ?? 0), 0)
-    if (dups > 0) notes.push(`${dups} duplicates`)
-    const acked = ss.reduce((a, s) => a + (s.acked ?? 0), 0)
-    if (spec.lossless === true && acked < published) notes.push(`${published - acked} unacknowledged`)
-    const timeouts = ss.filter(s => s.timedOut === true).length
-    if (timeouts > 0) notes.push(`${timeouts} round(s) timed out`)
-    const cpu = medianOf(ss, cpuPerMessage)
-    if (cpu !== undefined) notes.push(`broker CPU ${(cpu * 1000).toFixed(1)} µs/msg`)
-    if (t.name === 'tetra' && skipped.length > 0) notes.push(`skipped ${skipped.join(', ')}`)
-    notes.push(`median of ${ss.length}`)
-    row.note = notes.join('; ')
-    return row
-  })
-  return rows
-}
-
+/**
+ * Rounds per scenario. With four brokers and five MQTT 5 scenarios, 3 rounds keep the whole group near ten
+ * minutes on a quiet 2-core machine; a median of 3 interleaved rounds still drops one outlier.
+ */
 function roundsFor (ctx: BenchContext): number {
-  return ctx.quick ? 3 : 5
+  return ctx.quick ? 2 : 3
 }
 
 const PAYLOAD_BYTES = 64
 
-function fanInScenario (name: string, transport: 'tcp' | 'ws'): Scenario {
+/** MQTT 5 variants are named `mqtt5-...` and labelled "(MQTT 5)"; their clients use protocol level 5. */
+function v5Name (name: string, version: 4 | 5): string {
+  return version === 5 ? name.replace(/^mqtt-/, 'mqtt5-') : name
+}
+
+function v5Label (scenario: string, version: 4 | 5): string {
+  return version === 5 ? `${scenario} (MQTT 5)` : scenario
+}
+
+/** The issue's bars for QoS 0 throughput: at least half of nats-server; with MQTT 5, at most 5% below 3.1.1. */
+function qos0Bars (version: 4 | 5): Record<string, number> {
+  return version === 5 ? { 'tetra (3.1.1)': 0.95 } : { 'nats-server': 0.5 }
+}
+
+function fanInScenario (name: string, transport: 'tcp' | 'ws', version: 4 | 5 = 4): Scenario {
   return {
-    name,
+    name: v5Name(name, version),
     group: GROUP,
     run: async ctx => compare(ctx, {
-      scenario: transport === 'tcp' ? 'qos0 fan-in 10->1 (wildcard)' : 'qos0 fan-in 10->1 over WebSocket',
+      scenario: v5Label(transport === 'tcp' ? 'qos0 fan-in 10->1 (wildcard)' : 'qos0 fan-in 10->1 over WebSocket', version),
       unit: 'msg/s',
       transport,
       rounds: roundsFor(ctx),
-      measure: async t => load({
+      protocolVersion: version,
+      bars: transport === 'tcp' ? qos0Bars(version) : {},
+      measure: async (t, protocolVersion) => load({
         mode: 'fanin',
         endpoint: endpointOf(t, transport),
+        protocolVersion,
         publishers: 10,
         // one packet per frame makes WebSocket rounds slower; fewer messages keep them as short as TCP's
         messagesPerPublisher: transport === 'ws' ? (ctx.quick ? 5_000 : 10_000) : (ctx.quick ? 10_000 : 30_000),
@@ -218,19 +68,22 @@ function fanInScenario (name: string, transport: 'tcp' | 'ws'): Scenario {
   }
 }
 
-function fanOutScenario (subscribers: number): Scenario {
+function fanOutScenario (subscribers: number, version: 4 | 5 = 4): Scenario {
   const deliveries = (quick: boolean): number => quick ? 100_000 : 300_000
   return {
-    name: `mqtt-fanout-${subscribers}`,
+    name: v5Name(`mqtt-fanout-${subscribers}`, version),
     group: GROUP,
     run: async ctx => compare(ctx, {
-      scenario: `qos0 fan-out 1->${subscribers}`,
+      scenario: v5Label(`qos0 fan-out 1->${subscribers}`, version),
       unit: 'deliveries/s',
       transport: 'tcp',
       rounds: roundsFor(ctx),
-      measure: async t => load({
+      protocolVersion: version,
+      bars: qos0Bars(version),
+      measure: async (t, protocolVersion) => load({
         mode: 'fanout',
         endpoint: endpointOf(t, 'tcp'),
+        protocolVersion,
         subscribers,
         messages: Math.ceil(deliveries(ctx.quick) / subscribers),
         payloadBytes: PAYLOAD_BYTES,
@@ -241,19 +94,23 @@ function fanOutScenario (subscribers: number): Scenario {
   }
 }
 
-function qosScenario (qos: 1 | 2, session = false): Scenario {
+function qosScenario (qos: 1 | 2, session = false, version: 4 | 5 = 4): Scenario {
   return {
-    name: `mqtt-qos${qos}${session ? '-session' : ''}`,
+    name: v5Name(`mqtt-qos${qos}${session ? '-session' : ''}`, version),
     group: GROUP,
     run: async ctx => compare(ctx, {
-      scenario: `qos${qos} 1->1, window 1000${session ? ', subscriber with a persistent session' : ''}`,
+      scenario: v5Label(`qos${qos} 1->1, window 1000${session ? ', subscriber with a persistent session' : ''}`, version),
       unit: 'msg/s',
       transport: 'tcp',
       rounds: roundsFor(ctx),
       lossless: true,
-      measure: async t => load({
+      protocolVersion: version,
+      needsQos2: qos === 2,
+      bars: version === 5 ? { 'tetra (3.1.1)': 0.95 } : {},
+      measure: async (t, protocolVersion) => load({
         mode: 'qos',
         endpoint: endpointOf(t, 'tcp'),
+        protocolVersion,
         qos,
         session,
         messages: ctx.quick ? 20_000 : 50_000,
@@ -273,17 +130,86 @@ const latencyScenario: Scenario = {
     unit: 'msg/s',
     transport: 'tcp',
     rounds: roundsFor(ctx),
-    // a ratio above 1 means Tetra's p99 is lower than the baseline's
+    // a ratio above 1 means Tetra's p99 is lower than the baseline's; the issue's bar: p99 <= Mosquitto's
     score: { label: 'p99', of: s => 1 / (s.p99Ms ?? NaN) },
+    bars: { mosquitto: 1 },
     withFloor: true,
-    measure: async t => load({
+    measure: async (t, protocolVersion) => load({
       mode: 'latency',
       endpoint: endpointOf(t, 'tcp'),
+      protocolVersion,
       ratePerSecond: 10_000,
       durationMs: ctx.quick ? 1500 : 3000,
       warmupMs: 500,
       payloadBytes: PAYLOAD_BYTES,
       timeoutMs: 20_000
+    })
+  })
+}
+
+const IDLE_CONNECTIONS = 10_000
+
+/**
+ * 10k idle connections: time until all are connected (the rate is connections per second) and the broker's
+ * resident set with all of them open. Bars: all within 10 s, RSS under 500 MB.
+ */
+const idleScenario: Scenario = {
+  name: 'mqtt-idle-10k',
+  group: GROUP,
+  run: async ctx => compare(ctx, {
+    scenario: `${IDLE_CONNECTIONS / 1000}k idle connections`,
+    unit: 'conn/s',
+    transport: 'tcp',
+    // each round opens 10k sockets per broker (5-15 s each on this machine)
+    rounds: ctx.quick ? 1 : 3,
+    cpuPer: 'connection',
+    extraNote: samples => {
+      const ms = medianOf(samples, s => s.elapsedMs)
+      const rss = medianOf(samples, s => s.brokerRssMb)
+      const dropped = samples.reduce((a, s) => a + (s.dropped ?? 0), 0)
+      return [
+        ms === undefined ? undefined : `all connected in ${(ms / 1000).toFixed(2)} s (bar < 10 s)`,
+        rss === undefined ? undefined : `RSS with all open ${rss.toFixed(0)} MB (bar < 500)`,
+        dropped > 0 ? `${dropped} closed by the broker` : undefined
+      ].filter(x => x !== undefined).join(', ')
+    },
+    measure: async (t, protocolVersion) => load({
+      mode: 'idle',
+      endpoint: endpointOf(t, 'tcp'),
+      protocolVersion,
+      connections: IDLE_CONNECTIONS,
+      // about what a fleet reconnecting through a load balancer offers at once
+      parallelism: 200,
+      holdMs: 1000,
+      brokerPid: t.pid,
+      payloadBytes: PAYLOAD_BYTES,
+      timeoutMs: 60_000
+    })
+  })
+}
+
+/** 1k connections each subscribing to 10 filters at once; per client, time to its first delivery (bar: < 1 s). */
+const subscribeScenario: Scenario = {
+  name: 'mqtt-subscribe-1k',
+  group: GROUP,
+  run: async ctx => compare(ctx, {
+    scenario: '1k clients x 10 subscriptions: subscribe to first delivery',
+    unit: 'subs/s',
+    transport: 'tcp',
+    rounds: roundsFor(ctx),
+    cpuPer: 'client',
+    extraNote: samples => {
+      const ms = medianOf(samples, s => s.elapsedMs)
+      return ms === undefined ? undefined : `all 1k clients had a message ${ms.toFixed(0)} ms after subscribing (bar < 1000)`
+    },
+    measure: async (t, protocolVersion) => load({
+      mode: 'subscribe',
+      endpoint: endpointOf(t, 'tcp'),
+      protocolVersion,
+      clients: 1000,
+      filtersPerClient: 10,
+      payloadBytes: PAYLOAD_BYTES,
+      timeoutMs: 30_000
     })
   })
 }
@@ -296,7 +222,7 @@ const httpPublishScenario: Scenario = {
     unit: 'req/s',
     transport: 'http',
     rounds: roundsFor(ctx),
-    measure: async t => {
+    measure: async (t): Promise<Sample> => {
       const params: HttpPublishParams = {
         url: t.http!,
         connections: 10,
@@ -357,6 +283,13 @@ export const mqttScenarios: Scenario[] = [
   qosScenario(1, true),
   qosScenario(2),
   latencyScenario,
+  idleScenario,
+  subscribeScenario,
+  fanInScenario('mqtt-fanin', 'tcp', 5),
+  fanOutScenario(100, 5),
+  fanOutScenario(1000, 5),
+  qosScenario(1, false, 5),
+  qosScenario(1, true, 5),
   fanInScenario('mqtt-ws-fanin', 'ws'),
   httpPublishScenario
 ]
