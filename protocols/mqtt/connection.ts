@@ -66,7 +66,8 @@ export class Connection implements GatePeer {
   /** The last acknowledgement that waits for durable writes; later ones go after it (in the order of their publishes). */
   ackTail: Promise<void> | null = null
 
-  private pending: mqttPacket.Packet[] | null = null
+  /** Packets (or the reason a packet was malformed) that came while the CONNECT was answered. */
+  private pending: Array<mqttPacket.Packet | string> | null = null
   private keepAliveTimer: NodeJS.Timeout | null = null
   private connectTimer: NodeJS.Timeout | null
   /** Packets since the last keepalive check. */
@@ -100,14 +101,15 @@ export class Connection implements GatePeer {
     if (this.state === 'closed') return
     this.activity++
     const malformed = this.parser.malformed
-    if (malformed !== null) {
-      this.parser.malformed = null
-      this.fail(RC.malformed, malformed)
+    if (malformed !== null) this.parser.malformed = null
+    if (this.pending !== null) {
+      // a malformed packet behind the CONNECT waits too: the CONNACK goes first, then the refusal
+      this.pending.push(malformed ?? packet)
+      if (this.pending.length === PENDING_PAUSE) this.stream.pause()
       return
     }
-    if (this.pending !== null) {
-      this.pending.push(packet)
-      if (this.pending.length === PENDING_PAUSE) this.stream.pause()
+    if (malformed !== null) {
+      this.fail(RC.malformed, malformed)
       return
     }
     if (this.session === null) {
@@ -150,7 +152,8 @@ export class Connection implements GatePeer {
     this.pending = null
     for (const packet of pending) {
       if (this.state !== 'connected') return
-      dispatch(this, packet)
+      if (typeof packet === 'string') this.fail(RC.malformed, packet)
+      else dispatch(this, packet)
     }
     if (pending.length >= PENDING_PAUSE) this.stream.resume()
   }

@@ -28,7 +28,7 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
     if (repeated !== undefined) return c.fail(RC.protocolError, `the property ${repeated} is given twice`)
     if (props.responseTopic !== undefined && (props.responseTopic.length === 0 || hasWildcard(props.responseTopic))) return c.fail(RC.protocolError, 'a response topic must be a topic name') // MQTT-3.3.2-14
     if (props.topicAlias !== undefined) {
-      const resolved = c.inboundAliases?.resolve(props.topicAlias, topic) ?? 'invalid'
+      const resolved = c.inboundAliases === null ? 'invalid' : c.inboundAliases.resolve(props.topicAlias, topic)
       if (resolved === 'invalid') return c.fail(RC.topicAliasInvalid, `topic alias ${props.topicAlias} is 0 or over the maximum ${c.inboundAliases?.maximum ?? 0}`)
       if (resolved === undefined) return c.fail(RC.protocolError, `topic alias ${props.topicAlias} was never set`)
       topic = resolved
