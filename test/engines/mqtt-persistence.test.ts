@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { ManualClock } from '../../engines/clock.js'
 import { Storage } from '../../engines/storage/storage.js'
 import { PubSub } from '../../engines/pubsub/pubsub.js'
-import { clientKey, decodePacket, encodePacket, type MqttPacket } from '../../engines/pubsub/persistence.js'
+import { BusRecords, clientKey, decodePacket, encodePacket, type MqttPacket } from '../../engines/pubsub/persistence.js'
 import type { BusMessage } from '../../engines/pubsub/types.js'
 import { tempDir } from '../helpers.js'
 import { connect, msg, request } from './pubsub-fakes.js'
@@ -224,5 +225,20 @@ describe('bus state across a restart', () => {
     await new Promise(resolve => setTimeout(resolve, 5))
     expect(wills.map(m => [m.topic, m.payload.toString(), m.from])).toEqual([['status/gone', 'offline', 'gone-device']])
     await bus.close()
+  })
+})
+
+describe('bus records: queued entries', () => {
+  it('a queued entry\'s hand-written header is the JSON encodePacket writes', async () => {
+    const { storage } = await openStorage()
+    const records = new BusRecords(storage)
+    const text = fc.string({ unit: 'binary', maxLength: 20 })
+    fc.assert(fc.property(text, fc.uint8Array({ maxLength: 30 }), fc.constantFrom(1 as const, 2 as const), fc.boolean(), fc.option(fc.record({ contentType: text, correlationData: fc.uint8Array({ maxLength: 5 }).map(b => Buffer.from(b)) }), { nil: undefined }), fc.option(fc.nat(), { nil: undefined }), fc.option(text, { nil: undefined }), fc.option(fc.array(fc.integer({ min: 1, max: 268435455 }), { minLength: 1, maxLength: 3 }), { nil: undefined }), fc.nat(65535), (topic, payload, qos, retain, properties, expiresAt, from, subscriptionIds, packetId) => {
+      const message = { topic, payload: Buffer.from(payload), qos, retain, ...(properties !== undefined ? { properties } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}), ...(from !== undefined ? { from } : {}) }
+      const op = records.outgoingPut('c', { seq: 1, released: false, message, qos, retain, subscriptionIds, packetId })
+      const value = (op as { value: Buffer }).value
+      const expected = encodePacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, properties, expiresAt, from, subscriptionIds, messageId: packetId !== 0 ? packetId : undefined })
+      expect(decodePacket(value)).toEqual(decodePacket(expected))
+    }), { numRuns: 300 })
   })
 })
