@@ -38,11 +38,11 @@ export interface RunningBroker {
 
 /**
  * Starts the built broker (dist/, so `npm run build` first; run.ts does) on ephemeral ports with a fresh
- * data dir, and waits for its listening line.
+ * data dir, and waits for its listening line. `root`: another checkout's built broker (a before/after run).
  */
-export async function startTetra (extraArgs: string[] = []): Promise<RunningBroker> {
+export async function startTetra (extraArgs: string[] = [], root = ROOT): Promise<RunningBroker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
-  const tetra = await startListening<{ mqttPort: number, httpPort: number }>(join(ROOT, 'dist/src/cli.js'),
+  const tetra = await startListening<{ mqttPort: number, httpPort: number }>(join(root, 'dist/src/cli.js'),
     // started as the image starts it: `node dist/src/cli.js`, no V8 flags (the broker applies them itself)
     ['--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info', ...extraArgs])
   return {

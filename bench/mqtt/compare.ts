@@ -6,7 +6,7 @@ import type { Endpoint, ProtocolVersion } from './client.js'
 import type { LoadParams, LoadResult } from './loadgen.js'
 import { natsBinary, natsLimits, natsVersion, startNatsTarget } from './nats.js'
 import {
-  cpuTimeMs, mosquittoBinary, startAedesTarget, startBareFastifyTarget, startMosquittoTarget, startRelayTarget, startTetraTarget,
+  beforeCheckout, cpuTimeMs, mosquittoBinary, startAedesTarget, startBareFastifyTarget, startMosquittoTarget, startRelayTarget, startTetraTarget,
   type Target, type TargetName
 } from './targets.js'
 
@@ -87,6 +87,8 @@ async function startMqttTargets (ctx: BenchContext, spec: Comparison): Promise<{
     targets.push(tetra)
     // the same broker process with 3.1.1 clients: what MQTT 5 costs, measured in the same rounds
     if (v5) targets.push({ ...tetra, name: 'tetra (3.1.1)', protocolVersion: 4, stop: async () => {} })
+    const before = beforeCheckout()
+    if (before !== undefined) targets.push(await startTetraTarget(before))
     if (v5) skipped.push('aedes (aedes 1.2 refuses MQTT 5)')
     else targets.push(await startAedesTarget())
     const binary = mosquittoBinary()
@@ -208,7 +210,7 @@ function rowsOf (spec: Comparison, targets: Target[], samples: Map<TargetName, S
         const cpuRatios = tetraSamples
           .map((s, i) => cpuPerMessage(baseSamples[i]) / cpuPerMessage(s))
           .filter(r => Number.isFinite(r))
-        if ((base.name === 'aedes' || base.name === 'tetra (3.1.1)' || spec.transport === 'http') && cpuRatios.length > 0) ratios[`${base.name} CPU/msg`] = median(cpuRatios)
+        if ((base.name === 'aedes' || base.name.startsWith('tetra') || spec.transport === 'http') && cpuRatios.length > 0) ratios[`${base.name} CPU/msg`] = median(cpuRatios)
       }
       row.ratios = ratios
     }

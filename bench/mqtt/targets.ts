@@ -23,16 +23,26 @@ export interface Target {
   stop: () => Promise<void>
 }
 
-export type TargetName = 'tetra' | 'tetra (3.1.1)' | 'aedes' | 'mosquitto' | 'nats-server' | 'fastify (bare)' | 'relay (floor)'
+export type TargetName = 'tetra' | 'tetra (3.1.1)' | 'tetra (before)' | 'aedes' | 'mosquitto' | 'nats-server' | 'fastify (bare)' | 'relay (floor)'
 
 const HOST = '127.0.0.1'
 const START_TIMEOUT_MS = 15_000
 
-export async function startTetraTarget (): Promise<Target> {
+/**
+ * TETRA_BENCH_BEFORE=<dir>: another checkout of Tetra, built (`npm run build` there), is measured in the same
+ * rounds as target `tetra (before)`, so a change's before/after ratio comes from interleaved rounds of one run.
+ */
+export function beforeCheckout (): string | undefined {
+  const dir = process.env.TETRA_BENCH_BEFORE
+  return dir === undefined || dir === '' ? undefined : dir
+}
+
+/** Tetra from this checkout's dist/, or, with `before`, from that checkout's (named `tetra (before)`). */
+export async function startTetraTarget (before?: string): Promise<Target> {
   // the listening line is logged at info level; the last --log-level wins
-  const tetra = await startTetra(['--log-level', 'info'])
+  const tetra = await startTetra(['--log-level', 'info'], before)
   return {
-    name: 'tetra',
+    name: before === undefined ? 'tetra' : 'tetra (before)',
     pid: tetra.pid,
     tcp: { kind: 'tcp', host: HOST, port: tetra.mqttPort },
     ws: { kind: 'ws', url: `ws://${HOST}:${tetra.httpPort}/mqtt` },
