@@ -185,7 +185,8 @@ describe('MQTT 5 Topic Aliases', () => {
     const pub = await s.client({ protocolVersion: 5 })
     const sent: string[] = []
     for (let i = 0; i < 30; i++) {
-      const t = `${base}/t${i % 5}`
+      // repeats (an alias alone) and more topics than aliases (an alias given to another topic)
+      const t = `${base}/t${[0, 0, 1, 1, 2, 0, 3, 3, 4, 1][i % 10]}`
       sent.push(t)
       await pub.publishAsync(t, `m${i}`)
     }
