@@ -96,8 +96,10 @@ export class Sessions {
     const previous = this.byId.get(clientId)
     if (previous !== undefined) {
       if (previous.outlet !== null) {
-        // MQTT-3.1.4-2: the connection holding the session is closed first
+        // MQTT-3.1.4-2: the connection holding the session is closed first. Its handle is dead before the
+        // kick, so the detach its front-end calls as it closes changes nothing: the will is decided here.
         const old = previous.outlet
+        previous.handle = null
         old.kick('takeover')
         this.detachOutlet(previous)
         // its will goes, unless this connection resumes the session before the will's delay (MQTT 5 §3.1.3.2.2)

@@ -9,6 +9,8 @@ export class FakeOutlet implements Outlet {
   readonly kicks: KickReason[] = []
   /** deliver() answers this (false: the message can never be sent). */
   accept = true
+  /** What the front-end does when kicked (the real one closes the connection and detaches at once). */
+  onKick: ((reason: KickReason) => void) | null = null
 
   deliver (delivery: Delivery): boolean {
     if (!this.accept) return false
@@ -17,7 +19,10 @@ export class FakeOutlet implements Outlet {
   }
 
   release (packetId: number): void { this.releases.push(packetId) }
-  kick (reason: KickReason): void { this.kicks.push(reason) }
+  kick (reason: KickReason): void {
+    this.kicks.push(reason)
+    this.onKick?.(reason)
+  }
 
   payloads (): string[] { return this.deliveries.map(d => d.message.payload.toString()) }
 }

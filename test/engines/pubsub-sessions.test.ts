@@ -232,13 +232,21 @@ describe('wills', () => {
   })
 
   it('takeover publishes the old connection\'s will unless the new one resumes the session within a will delay', async () => {
-    const bus = await PubSub.create()
+    const clock = new ManualClock()
+    const bus = await PubSub.create(undefined, { clock })
     const got = await watch(bus)
-    await connect(bus, request('t', { will: { message: msg('will/t', 'taken'), delay: 0 } }))
-    await connect(bus, request('t', { cleanStart: false, expiryInterval: 60, will: { message: msg('will/t', 'delayed'), delay: 5 } }))
+    const connectKicked = async (req: ReturnType<typeof request>): Promise<void> => {
+      const { handle, outlet } = await connect(bus, req)
+      // as the MQTT front-end does: the kicked connection closes and detaches at once, asking for its will
+      outlet.onKick = () => { handle.detach({ publishWill: true }) }
+    }
+    await connectKicked(request('t', { will: { message: msg('will/t', 'taken'), delay: 0 } }))
+    await connectKicked(request('t', { cleanStart: false, expiryInterval: 60, will: { message: msg('will/t', 'delayed'), delay: 5 } }))
     expect(got.map(m => m.payload.toString())).toEqual(['taken'])
-    await connect(bus, request('t', { cleanStart: false, expiryInterval: 60 }))
+    await connectKicked(request('t', { cleanStart: false, expiryInterval: 60 }))
+    clock.advance(10_000)
     expect(got.map(m => m.payload.toString())).toEqual(['taken'])
+    expect(bus.connectedClients).toBe(1)
     await bus.close()
   })
 })
