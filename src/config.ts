@@ -50,6 +50,7 @@ export interface Config {
   httpRateLimit: number
   sseMaxStreams: number
   corsOrigin: string[]
+  dashboard: 'on' | 'readonly' | 'off'
 }
 
 type Kind = 'string' | 'path' | 'list' | 'port' | 'int' | 'bytes' | 'enum' | 'bool'
@@ -112,7 +113,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'mqttRetainAvailable', flag: '--mqtt-retain-available', env: 'TETRA_MQTT_RETAIN_AVAILABLE', kind: 'bool', default: true, description: 'Whether retained MQTT messages are accepted (CONNACK Retain Available); false: a retained PUBLISH or will is refused (MQTT 5: 0x9A; 3.1.1: the connection closes).' },
   { key: 'httpRateLimit', flag: '--http-rate-limit', env: 'TETRA_HTTP_RATE_LIMIT', kind: 'int', default: 0, min: 0, description: 'HTTP requests per second per principal (burst of the same size); more get 429 with Retry-After; 0 = no cap.' },
   { key: 'sseMaxStreams', flag: '--sse-max-streams', env: 'TETRA_SSE_MAX_STREAMS', kind: 'int', default: 100, min: 1, description: 'Most SSE streams open at once per principal; more get 429.' },
-  { key: 'corsOrigin', flag: '--cors-origin', env: 'TETRA_CORS_ORIGIN', kind: 'list', default: [], description: 'Origins (comma-separated, or * for any) allowed to call the HTTP API from a browser; none: same-origin only.' }
+  { key: 'corsOrigin', flag: '--cors-origin', env: 'TETRA_CORS_ORIGIN', kind: 'list', default: [], description: 'Origins (comma-separated, or * for any) allowed to call the HTTP API from a browser; none: same-origin only.' },
+  { key: 'dashboard', flag: '--dashboard', env: 'TETRA_DASHBOARD', kind: 'enum', default: 'on', allowed: ['on', 'readonly', 'off'], description: 'The web console at /: on, readonly (the page shows no write action and the API refuses the page\'s writes), off (no page).' }
 ]
 
 export class ConfigError extends Error {}

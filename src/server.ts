@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { createEngines, type Engines } from '../engines/index.js'
 import { buildHttpApp } from '../protocols/http/app.js'
+import { mqttDirectory } from '../protocols/http/routes/inspect.js'
 import { createMqttServer } from '../protocols/mqtt/tcp.js'
 import { createMqttTlsServer } from '../protocols/mqtt/tls.js'
 import { TlsCertificates } from './tls.js'
@@ -78,9 +79,12 @@ export async function startBroker (config: Config, logger: Logger): Promise<Brok
         httpRateLimit: config.httpRateLimit,
         sseMaxStreams: config.sseMaxStreams,
         corsOrigin: config.corsOrigin,
-        mqttMaxPacketSize: config.mqttMaxPacketSize
+        mqttMaxPacketSize: config.mqttMaxPacketSize,
+        dashboard: config.dashboard,
+        version: packageVersion()
       },
-      isShuttingDown: () => shuttingDown
+      isShuttingDown: () => shuttingDown,
+      mqtt: mqttDirectory(mqttFront)
     }, logger)
     const mqttAddress = await listen(mqttServer, config.mqttPort, config.host)
     let mqttsAddress: AddressInfo | undefined

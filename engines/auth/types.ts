@@ -12,7 +12,7 @@ export const ACTIONS = {
   store: ['read', 'write'],
   queue: ['push', 'receive', 'admin'],
   stream: ['append', 'read', 'admin'],
-  system: ['metrics', 'dashboard']
+  system: ['metrics', 'dashboard', 'admin']
 } as const satisfies Record<ResourceKind, readonly string[]>
 
 export type ActionOf<R extends ResourceKind> = typeof ACTIONS[R][number]

@@ -110,6 +110,22 @@ export interface DeadLetter {
   lastError?: string
 }
 
+/** A ready message as peek() shows it: no receipt, it is not leased. */
+export interface PeekedMessage {
+  id: string
+  payload: Buffer
+  headers: Record<string, string>
+  topic?: string
+  json: boolean
+  priority: number
+  /** Deliveries so far (a message that came back after a nack or an expired lease has some). */
+  deliveries: number
+  enqueuedAt: number
+}
+
+/** Most messages one peek shows. */
+export const PEEK_MAX = 100
+
 interface StoredQueue { qid: number, createdAt: number, settings: QueueSettings }
 
 /** A lease's record before deliver() writes one. */
@@ -948,6 +964,46 @@ export class QueueEngine {
       })
     })
     return { messages, cursor: rows.length === limit ? idOfKey(rows[rows.length - 1][0]) : null }
+  }
+
+  /**
+   * The next ready messages in the order receive would hand them out, without leasing them: nothing is
+   * written and no delivery is counted (for operators looking into a queue). Delayed and leased messages
+   * are not among them.
+   */
+  async peek (name: string, limit = 10): Promise<PeekedMessage[]> {
+    const q = this.mustGet(name)
+    if (!Number.isInteger(limit) || limit < 1 || limit > PEEK_MAX) throw new InvalidArgument(`limit must be an integer from 1 to ${PEEK_MAX}`)
+    const refs: Array<{ priority: number, seq: number, enqueuedAt: number }> = []
+    for (let priority = q.topPriority; priority >= 0 && refs.length < limit; priority--) {
+      const ready = q.ready[priority]
+      if (ready === undefined) continue
+      for (const [seq, enqueuedAt] of ready.smallest(limit - refs.length)) {
+        if (!q.lost.has(seq)) refs.push({ priority, seq, enqueuedAt })
+      }
+    }
+    // bodies of pushes not yet durable are only in memory (looked at, not taken); the rest as a delivery reads them
+    const cached = refs.map(r => q.bodies.get(r.seq))
+    const missing = refs.filter((_r, i) => cached[i] === undefined)
+    const read = missing.length === 0 ? [] : await this.readBodies(q, missing)
+    const out: PeekedMessage[] = []
+    let k = 0
+    refs.forEach((r, i) => {
+      const raw = cached[i] ?? read[k++]
+      if (raw === undefined) return
+      const body = decodeBody(raw)
+      out.push({
+        id: messageId(r.priority, r.seq),
+        payload: body.payload,
+        headers: body.headers ?? {},
+        topic: body.topic,
+        json: body.json,
+        priority: r.priority,
+        deliveries: q.history.get(r.seq)?.deliveries ?? 0,
+        enqueuedAt: r.enqueuedAt
+      })
+    })
+    return out
   }
 
   /** Moves dead letters back to ready with their delivery count reset: the ids given, or all of them. */

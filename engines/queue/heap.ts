@@ -175,6 +175,22 @@ export class ReadyQueue {
     yield * this.heap.rows()
   }
 
+  /**
+   * The `n` smallest rows, smallest first, without removing them (a queue's peek): the ring's first n in
+   * order, merged with the heap's rows (the heap holds only messages that came back out of order).
+   */
+  smallest (n: number): Array<[number, number]> {
+    const out: Array<[number, number]> = []
+    const capacity = this.ring.length >> 1
+    for (let i = 0; i < this.count && i < n; i++) {
+      const at = 2 * ((this.head + i) % capacity)
+      out.push([this.ring[at], this.ring[at + 1]])
+    }
+    if (this.heap.size === 0) return out
+    for (const row of this.heap.rows()) out.push([row[0], row[1]])
+    return out.sort((a, b) => a[0] - b[0]).slice(0, n)
+  }
+
   /** Whether the smallest row is the ring's head (else the heap's top, or none). */
   private fromRing (): boolean {
     if (this.count === 0) return false

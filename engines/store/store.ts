@@ -183,6 +183,9 @@ export class Store {
     this.log = new ChangeLog(options.watchBacklog, Math.floor(this.clock.now()) * 1000)
   }
 
+  /** --store-max-memory in bytes (0: no cap), for the dashboard's warning near the cap. */
+  get memoryCap (): number { return this.maxMemory }
+
   get stats (): StoreStats {
     return { keys: this.keys.size, bytes: this.bytes, hits: this.hits, misses: this.misses, evictions: this.evictions, expirations: this.expirations }
   }

@@ -15,7 +15,9 @@ import { registerPubSubRoutes } from './routes/pubsub.js'
 import { registerStoreRoutes } from './routes/store.js'
 import { registerQueueRoutes } from './routes/queues.js'
 import { registerStreamRoutes } from './routes/streams.js'
-import { registerWebRoutes } from './routes/web.js'
+import { registerDashboardRoutes } from './routes/dashboard.js'
+import { registerStatsRoutes } from './routes/stats.js'
+import { registerInspectRoutes, type MqttDirectory } from './routes/inspect.js'
 import { registerAuthRoutes } from './routes/auth.js'
 import { installHttpSecurity } from './auth/index.js'
 import { openApiTransform, SECURITY_SCHEMES } from './auth/openapi.js'
@@ -34,6 +36,10 @@ export interface HttpOptions {
   corsOrigin?: readonly string[]
   /** --mqtt-max-packet-size: the largest WebSocket message /mqtt takes (ws buffers a whole message first). */
   mqttMaxPacketSize?: number
+  /** --dashboard: the web console at / (on), without its write actions (readonly), or none (off). */
+  dashboard?: 'on' | 'readonly' | 'off'
+  /** The broker's version, as the dashboard shows it. */
+  version?: string
 }
 
 export interface HttpContext {
@@ -42,6 +48,8 @@ export interface HttpContext {
   options: HttpOptions
   /** True while the broker is shutting down: /readyz says 503 and new SSE streams are refused. */
   isShuttingDown: () => boolean
+  /** The MQTT front-end's connections, for GET/DELETE /v1/pubsub/clients (absent: the bus's sessions only). */
+  mqtt?: MqttDirectory
 }
 
 /** The longest a client may take to send one request, headers and body (README "Errors"). */
@@ -123,13 +131,16 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
     })
     registerMqttWebSocket(scope, ctx.engines.pubsub, ctx.metrics.security)
   })
+  // first: with --dashboard readonly its hook refuses the page's writes on every route
+  registerDashboardRoutes(app, ctx)
   registerOpsRoutes(app, ctx)
   registerPubSubRoutes(app, ctx)
   // engine routes: each engine's module registers its own prefix
   registerQueueRoutes(app, ctx)
   registerStoreRoutes(app, ctx)
   registerStreamRoutes(app, ctx)
-  registerWebRoutes(app)
+  registerStatsRoutes(app, ctx)
+  registerInspectRoutes(app, ctx)
   registerAuthRoutes(app, security)
 
   app.get('/openapi.json', { schema: { hide: true }, config: { acl: { authenticated: 'the API document' } } }, async () => app.swagger())

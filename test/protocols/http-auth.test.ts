@@ -1,3 +1,4 @@
+import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, tempDir, type TestBroker } from '../helpers.js'
 import { basic, bearer, sse, writeAuthFile, type WrittenAuthFile } from './http-auth-fixture.js'
@@ -131,6 +132,18 @@ const EXAMPLES: Record<string, () => Promise<Req>> = {
   'GET /v1/streams/{name}/groups/{group}/dead': async () => { await streamWithMessage('s-g8', 'g'); return { path: '/v1/streams/s-g8/groups/g/dead' } },
   'POST /v1/streams/{name}/groups/{group}/dead/redrive': async () => { await streamWithMessage('s-g9', 'g'); return { path: '/v1/streams/s-g9/groups/g/dead/redrive', body: {} } },
 
+  'GET /v1/dashboard': async () => ({ path: '/v1/dashboard' }),
+  'GET /v1/stats': async () => ({ path: '/v1/stats' }),
+  'GET /v1/stats/stream': async () => ({ path: '/v1/stats/stream', sse: true }),
+  'GET /v1/queues/{name}/peek': async () => { await admin('PUT', '/v1/queues/q-peek', {}); return { path: '/v1/queues/q-peek/peek' } },
+  'GET /v1/pubsub/clients': async () => ({ path: '/v1/pubsub/clients' }),
+  'DELETE /v1/pubsub/clients/{id}': async () => {
+    // a connected client for the allowed call to disconnect
+    const client = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'kick-me', username: 'alice', password: 'alice-secret', reconnectPeriod: 0 })
+    client.on('error', () => {})
+    return { path: '/v1/pubsub/clients/kick-me' }
+  },
+
   'POST /v1/auth/ticket': async () => ({ path: '/v1/auth/ticket', body: {} }),
   'GET /v1/auth/whoami': async () => ({ path: '/v1/auth/whoami' })
 }
@@ -156,7 +169,7 @@ beforeAll(async () => {
         { resource: 'store', pattern: '*', actions: ['read', 'write'] },
         { resource: 'queue', pattern: '*', actions: ['push', 'receive', 'admin'] },
         { resource: 'stream', pattern: '*', actions: ['append', 'read', 'admin'] },
-        { resource: 'system', pattern: '*', actions: ['metrics', 'dashboard'] }
+        { resource: 'system', pattern: '*', actions: ['metrics', 'dashboard', 'admin'] }
       ],
       // allowed things elsewhere only: every operation of the matrix is outside its ACL
       elsewhere: [
@@ -312,11 +325,14 @@ describe('HTTP auth: credentials', () => {
     expect(await scan.json()).toMatchObject({ status: 403, detail: 'forbidden: store prefix "cache/" read' })
   })
 
-  it('routes outside the document: the dashboard needs system dashboard; /openapi.json and /docs any principal', async () => {
+  it('the dashboard\'s page is open (code, no data), what it reads needs system dashboard; /openapi.json and /docs any principal', async () => {
     const status = async (path: string, headers: Record<string, string> = {}): Promise<number> => (await fetch(broker.url + path, { headers, redirect: 'manual' })).status
-    expect(await status('/')).toBe(401)
-    expect(await status('/', bearer(nobodyToken))).toBe(403)
-    expect(await status('/', bearer(adminToken))).toBe(200)
+    expect(await status('/')).toBe(200)
+    expect(await status('/v1/dashboard')).toBe(401)
+    expect(await status('/v1/dashboard', bearer(nobodyToken))).toBe(403)
+    expect(await status('/v1/dashboard', bearer(adminToken))).toBe(200)
+    expect(await status('/v1/stats', bearer(nobodyToken))).toBe(403)
+    expect(await status('/v1/stats', bearer(adminToken))).toBe(200)
     for (const path of ['/openapi.json', '/docs/json', '/docs']) {
       expect(await status(path), path).toBe(401)
       expect(await status(path, bearer(nobodyToken)), path).toBeLessThan(400)

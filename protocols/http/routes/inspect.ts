@@ -1,0 +1,150 @@
+import type { FastifyInstance } from 'fastify'
+import type { HttpContext } from '../app.js'
+import { PEEK_MAX } from '../../../engines/queue/engine.js'
+import { NotFound } from '../../../engines/errors.js'
+import { encodePayload } from '../payload.js'
+
+/** What the MQTT front-end knows of a connected client that the bus does not (src/server.ts hands it in). */
+export interface MqttClientDetails {
+  /** 3, 4 (3.1.1) or 5. */
+  version: number
+  address: string
+  user: string | null
+  transport: string
+}
+
+/** The MQTT front-end as the operator routes see it: a client's details, and disconnecting it. */
+export interface MqttDirectory {
+  details: (clientId: string) => MqttClientDetails | undefined
+  /** Ends the client's connection (MQTT 5: DISCONNECT 0x98 Administrative action); false when not connected. */
+  disconnect: (clientId: string) => boolean
+}
+
+/** MQTT 5 reason code 0x98: the connection was ended by an administrative action. */
+const ADMINISTRATIVE_ACTION = 0x98
+
+/** A directory over the MQTT front-end's connections (protocols/mqtt/front-end.ts's client()). */
+export function mqttDirectory (front: {
+  client: (clientId: string) => { version: number, address: string, transport: string, principal: { name: string | null } | null, fail: (code: number, reason: string) => void } | undefined
+}): MqttDirectory {
+  return {
+    details: id => {
+      const c = front.client(id)
+      return c === undefined ? undefined : { version: c.version, address: c.address, user: c.principal?.name ?? null, transport: c.transport }
+    },
+    disconnect: id => {
+      const c = front.client(id)
+      if (c === undefined) return false
+      c.fail(ADMINISTRATIVE_ACTION, 'disconnected by an operator')
+      return true
+    }
+  }
+}
+
+const queueNameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } } } as const
+
+/**
+ * Routes for looking into the engines without changing them, which operators (and the dashboard) use:
+ * a queue's next messages without leasing them; the MQTT sessions with their connections, and
+ * disconnecting one.
+ */
+export function registerInspectRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  const { queues, pubsub } = ctx.engines
+
+  app.get<{ Params: { name: string }, Querystring: { limit?: number } }>('/v1/queues/:name/peek', {
+    config: { acl: { resource: 'queue', action: ['receive', 'admin'], name: { one: 'params', field: 'name' } } },
+    schema: {
+      tags: ['queues'],
+      summary: 'The next ready messages in delivery order, without leasing them (no delivery is counted)',
+      params: queueNameParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PEEK_MAX } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            messages: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  id: { type: 'string' },
+                  payload: {},
+                  encoding: { type: 'string' },
+                  headers: { type: 'object', additionalProperties: { type: 'string' } },
+                  topic: { type: 'string' },
+                  priority: { type: 'integer' },
+                  deliveries: { type: 'integer' },
+                  enqueuedAt: { type: 'integer' }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }, async request => {
+    const messages = await queues.peek(request.params.name, request.query.limit ?? 10)
+    return {
+      messages: messages.map(m => ({
+        id: m.id,
+        ...encodePayload(m.payload),
+        headers: m.headers,
+        ...(m.topic !== undefined ? { topic: m.topic } : {}),
+        priority: m.priority,
+        deliveries: m.deliveries,
+        enqueuedAt: m.enqueuedAt
+      }))
+    }
+  })
+
+  app.get('/v1/pubsub/clients', {
+    config: { acl: { resource: 'system', action: 'dashboard', name: { fixed: 'dashboard' } } },
+    schema: {
+      tags: ['pubsub'],
+      summary: 'MQTT sessions, connected or waiting offline, with their connection when connected',
+      description: 'version 4 is MQTT 3.1.1, 5 is MQTT 5.0. expiryInterval in seconds (4294967295: never).',
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            clients: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  clientId: { type: 'string' },
+                  connected: { type: 'boolean' },
+                  subscriptions: { type: 'integer' },
+                  inflight: { type: 'integer' },
+                  queued: { type: 'integer' },
+                  expiryInterval: { type: 'integer' },
+                  version: { type: 'integer' },
+                  address: { type: 'string' },
+                  user: { type: ['string', 'null'] },
+                  transport: { type: 'string' }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }, async (_request, reply) => {
+    void reply.header('cache-control', 'no-store')
+    return {
+      clients: pubsub.clients().map(s => ({ ...s, ...(s.connected ? ctx.mqtt?.details(s.clientId) : undefined) }))
+    }
+  })
+
+  app.delete<{ Params: { id: string } }>('/v1/pubsub/clients/:id', {
+    config: { acl: { resource: 'system', action: 'admin', name: { fixed: 'clients' } } },
+    schema: {
+      tags: ['pubsub'],
+      summary: 'Disconnect an MQTT client (MQTT 5: DISCONNECT 0x98 Administrative action); its session stays as its expiry says',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 65535 } } }
+    }
+  }, async (request, reply) => {
+    if (ctx.mqtt?.disconnect(request.params.id) !== true) throw new NotFound(`no MQTT client "${request.params.id}" is connected`)
+    return await reply.code(204).send()
+  })
+}
