@@ -193,18 +193,8 @@ export class PubSub {
     }
     if (match.targets.length > 0) ops = this.deliverToSessions(message, match.targets, ops)
     for (let i = 0; i < match.groups.length; i++) {
-      const picked = match.groups[i].pick(message.qos)
-      if (picked === undefined) continue
-      const options = picked.options
-      const target: Target = {
-        session: picked.session,
-        qos: options.qos,
-        retainAsPublished: options.retainAsPublished === true,
-        subscriptionIds: options.subscriptionId !== undefined ? [options.subscriptionId] : undefined,
-        own: null
-      }
-      target.own = target
-      ops = this.deliverToSessions(message, [target], ops)
+      const target = match.groups[i].pick(message.qos)
+      if (target !== undefined) ops = this.deliverTo(message, target, ops)
     }
     let waits: Array<Promise<void>> | null = null
     const locals = match.locals
@@ -256,6 +246,20 @@ export class PubSub {
         ops = session.enqueue(message, qos, retain, target.subscriptionIds, ops)
       }
     }
+    return ops
+  }
+
+  /** One session's delivery (a shared group's member). */
+  private deliverTo (message: BusMessage, target: Target, ops: WriteOp[] | null): WriteOp[] | null {
+    const session = target.session
+    const qos = message.qos < target.qos ? message.qos : target.qos
+    const retain = message.retain && target.retainAsPublished
+    if (qos !== 0) {
+      if (session.outlet !== null || session.expiryInterval > 0) ops = session.enqueue(message, qos, retain, target.subscriptionIds, ops)
+      return ops
+    }
+    const outlet = session.outlet
+    if (outlet !== null && outlet.deliver({ message, qos: 0, retain, subscriptionIds: target.subscriptionIds, packetId: undefined, dup: false })) this.counters.deliveredMqtt++
     return ops
   }
 

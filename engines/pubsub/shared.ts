@@ -1,3 +1,4 @@
+import type { Target } from './router.js'
 import type { Session } from './session.js'
 import type { SubscriptionOptions } from './types.js'
 
@@ -25,8 +26,9 @@ export function parseShare (topic: string): { group: string, filter: string } | 
 }
 
 export class SharedGroup {
-  private readonly members = new Map<Session, SubscriptionOptions>()
-  private order: Session[] = []
+  /** Each member's delivery (its subscription's QoS, retain as published, identifier), made once per join. */
+  private readonly members = new Map<Session, Target>()
+  private order: Target[] = []
   /** Index in `order` of the member that gets the next message. */
   private next = 0
 
@@ -37,14 +39,27 @@ export class SharedGroup {
 
   /** Adds a member or updates its options. */
   join (session: Session, options: SubscriptionOptions): void {
-    if (!this.members.has(session)) this.order.push(session)
-    this.members.set(session, options)
+    const target: Target = {
+      session,
+      qos: options.qos,
+      retainAsPublished: options.retainAsPublished === true,
+      subscriptionIds: options.subscriptionId !== undefined ? [options.subscriptionId] : undefined,
+      own: null
+    }
+    // no local is refused on shared subscriptions (MQTT-3.8.3-4): its own messages go to it too
+    target.own = target
+    const previous = this.members.get(session)
+    this.members.set(session, target)
+    if (previous === undefined) this.order.push(target)
+    else this.order[this.order.indexOf(previous)] = target
   }
 
   /** Removes a member; true when the group is empty now. */
   leave (session: Session): boolean {
-    if (this.members.delete(session)) {
-      const i = this.order.indexOf(session)
+    const target = this.members.get(session)
+    if (target !== undefined) {
+      this.members.delete(session)
+      const i = this.order.indexOf(target)
       this.order.splice(i, 1)
       if (this.next > i) this.next--
       if (this.next >= this.order.length) this.next = 0
@@ -52,23 +67,23 @@ export class SharedGroup {
     return this.members.size === 0
   }
 
-  /** The member that gets the next message of this QoS, and its options; undefined: nobody (dropped). */
-  pick (qos: number): { session: Session, options: SubscriptionOptions } | undefined {
+  /** The member that gets the next message of this QoS; undefined: nobody (dropped). */
+  pick (qos: number): Target | undefined {
     const count = this.order.length
     for (let tried = 0; tried < count; tried++) {
       const i = (this.next + tried) % count
-      const session = this.order[i]
-      if (session.outlet === null) continue
+      const target = this.order[i]
+      if (target.session.outlet === null) continue
       this.next = (i + 1) % count
-      return { session, options: this.members.get(session)! }
+      return target
     }
     if (qos === 0) return undefined
     for (let tried = 0; tried < count; tried++) {
       const i = (this.next + tried) % count
-      const session = this.order[i]
-      if (session.expiryInterval === 0) continue
+      const target = this.order[i]
+      if (target.session.expiryInterval === 0) continue
       this.next = (i + 1) % count
-      return { session, options: this.members.get(session)! }
+      return target
     }
     return undefined
   }
