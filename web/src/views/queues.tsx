@@ -96,6 +96,18 @@ function QueueDetail ({ name }: { name: string }): JSX.Element {
         </div>
         <ErrorLine error={error} />
       </Card>
+      {canRead && <Card title={`Dead letters (${s.dead})`} class="dead" actions={admin && s.dead > 0 && <>
+        <button onClick={() => { void act(async () => { await json(`${q(name)}/dead/redrive`, { method: 'POST', body: {} }) }, 'every dead letter redriven').then(afterChange) }}>Redrive all</button>
+        <button class="danger" onClick={() => { setConfirm('purge-dead') }}>Purge dead letters</button>
+      </>}>
+        <ErrorLine error={dead.error} />
+        {dead.data !== undefined && dead.data.messages.length === 0 && <p class="muted">None.</p>}
+        {dead.data !== undefined && dead.data.messages.length > 0 && <MessageTable messages={dead.data.messages} dead action={admin ? (m => <button onClick={() => { void act(async () => { await json(`${q(name)}/dead/redrive`, { method: 'POST', body: { ids: [m.id] } }) }, `message ${m.id} redriven`).then(afterChange) }}>Redrive</button>) : undefined} />}
+      </Card>}
+      {canRead && <Card title="Next messages" actions={<button onClick={peek}>{peeked === null ? 'Peek' : 'Refresh'}</button>}>
+        <p class="muted">Peeking shows the next ready messages in delivery order without leasing them.</p>
+        {peeked !== null && (peeked.length === 0 ? <p class="muted">No ready message.</p> : <MessageTable messages={peeked} />)}
+      </Card>}
       <div class="grid2">
         <Settings name={name} settings={queue.settings} editable={admin} onSaved={reload} />
         {perms.write('queue', 'push', name) && <Card title="Push a message">
@@ -110,18 +122,6 @@ function QueueDetail ({ name }: { name: string }): JSX.Element {
           </form>
         </Card>}
       </div>
-      {canRead && <Card title="Next messages" actions={<button onClick={peek}>{peeked === null ? 'Peek' : 'Refresh'}</button>}>
-        <p class="muted">Peeking shows the next ready messages in delivery order without leasing them.</p>
-        {peeked !== null && (peeked.length === 0 ? <p class="muted">No ready message.</p> : <MessageTable messages={peeked} />)}
-      </Card>}
-      {canRead && <Card title={`Dead letters (${s.dead})`} class="dead" actions={admin && s.dead > 0 && <>
-        <button onClick={() => { void act(async () => { await json(`${q(name)}/dead/redrive`, { method: 'POST', body: {} }) }, 'every dead letter redriven').then(afterChange) }}>Redrive all</button>
-        <button class="danger" onClick={() => { setConfirm('purge-dead') }}>Purge dead letters</button>
-      </>}>
-        <ErrorLine error={dead.error} />
-        {dead.data !== undefined && dead.data.messages.length === 0 && <p class="muted">None.</p>}
-        {dead.data !== undefined && dead.data.messages.length > 0 && <MessageTable messages={dead.data.messages} dead action={admin ? (m => <button onClick={() => { void act(async () => { await json(`${q(name)}/dead/redrive`, { method: 'POST', body: { ids: [m.id] } }) }, `message ${m.id} redriven`).then(afterChange) }}>Redrive</button>) : undefined} />}
-      </Card>}
       {confirm === 'delete' && <Confirm text={`Delete queue ${name} with every message it holds? This cannot be undone.`} name={name} action="Delete queue" onCancel={() => { setConfirm(null) }}
         onConfirm={() => { setConfirm(null); void act(async () => { await json(q(name), { method: 'DELETE' }); location.hash = '#/queues' }, `queue ${name} deleted`) }} />}
       {confirm === 'purge' && <Confirm text={`Purge every waiting message of queue ${name}?`} name={name} action="Purge" onCancel={() => { setConfirm(null) }}
