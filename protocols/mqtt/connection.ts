@@ -8,6 +8,7 @@ import type { GatePeer } from './gate.js'
 import { createParser, type MqttParser } from './parser.js'
 import { RC } from './reason.js'
 import { Writer } from './writer.js'
+import { drained } from './flow.js'
 import type { InboundAliases, OutboundAliases } from './aliases.js'
 import type { WaitingWindow } from './inflight.js'
 import type { MqttFrontEnd } from './front-end.js'
@@ -68,6 +69,10 @@ export class Connection implements GatePeer {
 
   /** Packets (or the reason a packet was malformed) that came while the CONNECT was answered. */
   private pending: Array<mqttPacket.Packet | string> | null = null
+  /** Subscribers this connection (a publisher) is paused for (flow.ts). */
+  readonly waitingFor = new Set<Connection>()
+  /** Publishers paused for this connection (a subscriber) to drain. */
+  readonly slowFor = new Set<Connection>()
   private keepAliveTimer: NodeJS.Timeout | null = null
   private connectTimer: NodeJS.Timeout | null
   /** Packets since the last keepalive check. */
@@ -83,6 +88,7 @@ export class Connection implements GatePeer {
     this.parser.on('packet', packet => { this.onPacket(packet) })
     this.parser.on('error', (err: Error) => { this.onParseError(err) })
     stream.on('data', (chunk: Buffer) => { if (this.state !== 'closed') this.parser.parse(chunk) })
+    stream.on('drain', () => { drained(this) })
     stream.on('error', () => { this.closed() })
     stream.on('close', () => { this.closed() })
     stream.on('end', () => { this.closed() })
@@ -259,6 +265,7 @@ export class Connection implements GatePeer {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     if (this.keepAliveTimer !== null) clearInterval(this.keepAliveTimer)
     this.pending = null
+    drained(this)
     const session = this.session
     if (session !== null) {
       session.detach({ publishWill: this.publishWill, ...(this.expiryAtDisconnect !== undefined ? { expiryInterval: this.expiryAtDisconnect } : {}) })

@@ -2,6 +2,7 @@ import type { Delivery, KickReason, Outlet } from '../../engines/pubsub/types.js
 import type { Connection } from './connection.js'
 import { encodePublish, expirySeconds, publishSize, sharedQos0, type PublishFields } from './encode.js'
 import { RC } from './reason.js'
+import { backpressure, PAUSE_BYTES } from './flow.js'
 
 /**
  * A connection's side of its session: the bus calls deliver() for each message to the client (live,
@@ -31,9 +32,13 @@ export class MqttOutlet implements Outlet {
     const expiry = v5 ? expirySeconds(message, Date.now()) : undefined
     if (delivery.qos === 0) {
       // a subscriber that does not keep up loses QoS 0 messages rather than growing the broker's memory
-      if (c.writer.pending > front.settings.sendBufferBytes) {
-        front.stats.droppedQos0++
-        return false
+      const pending = c.writer.pending
+      if (pending > PAUSE_BYTES) {
+        if (pending > front.settings.sendBufferBytes) {
+          front.stats.droppedQos0++
+          return false
+        }
+        backpressure(c)
       }
       if (!v5 || (delivery.subscriptionIds === undefined && c.outboundAliases === null)) {
         const bytes = sharedQos0(delivery, v5 ? 5 : 4, expiry)

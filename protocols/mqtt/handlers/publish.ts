@@ -6,6 +6,7 @@ import type { Connection } from '../connection.js'
 import { RC } from '../reason.js'
 import { hasWildcard, isSysTopic } from '../topics.js'
 import { ackBytes, repeatedProperty } from './acks.js'
+import { routingFrom } from '../flow.js'
 
 type PublishProperties = NonNullable<mqttPacket.IPublishPacket['properties']>
 
@@ -67,12 +68,17 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
     if (props.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + props.messageExpiryInterval * 1000
   }
   if (qos === 0) {
+    routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
+    routingFrom(null)
     if (durable !== undefined) durable.catch(noop)
     return
   }
   if (qos === 1) {
-    c.ackAfter(front.bus.route(message, 'mqtt'), () => {
+    routingFrom(c)
+    const durable = front.bus.route(message, 'mqtt')
+    routingFrom(null)
+    c.ackAfter(durable, () => {
       c.inboundQos1--
       c.send(ackBytes(c, 'puback', id, RC.success))
     })
