@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
 import type { Browser } from 'playwright-core'
-import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
+import { startTestBroker, tempDir, waitFor, type TestBroker } from '../helpers.js'
+import { bearer, writeAuthFile } from '../protocols/http-auth-fixture.js'
 import { buildDashboard, hasChromium, launch, openPage, screenshot, type WatchedPage } from './browser.js'
 
 // The dashboard in a real headless Chromium (Debian's chromium; .ci/run installs it). Every test ends with
@@ -199,5 +200,168 @@ suite('dashboard in Chromium', () => {
     await page.getByRole('button', { name: 'Re-create the group there' }).click()
     await expect.poll(committed).toBe(3)
     await done(w, [409])
+  })
+
+  it('deep links open every view; usable at phone width (no sideways scrolling) and in the dark theme', async () => {
+    const views: Array<[string, string, string]> = [
+      ['', 'Overview', '[data-figure="uptime"]'],
+      ['#/overview', 'Overview', '[data-figure="uptime"]'],
+      ['#/pubsub', 'Pub/Sub', 'text=Test client (MQTT over WebSocket)'],
+      ['#/store', 'Store', 'input[name="prefix"]'],
+      ['#/queues', 'Queues', 'tr[data-queue="dash-jobs"]'],
+      ['#/queues/dash-jobs', 'Queues', '[data-figure="ready"]'],
+      ['#/streams', 'Streams', 'tr[data-stream="dash-orders"]'],
+      ['#/streams/dash-orders', 'Streams', '[data-figure="last"]']
+    ]
+    const w = await open('')
+    for (const [hash, nav, marker] of views) {
+      await w.page.goto(`${broker.url}/${hash}`)
+      await w.page.locator(marker).first().waitFor()
+      expect(await w.page.locator('nav a.active').textContent(), hash).toBe(nav)
+    }
+    await screenshot(w.page, 'stream')
+    // the overview again, with the traffic of the tests before (README's picture)
+    await w.page.goto(`${broker.url}/#/overview`)
+    await w.page.locator('[data-figure="uptime"]').waitFor()
+    await w.page.waitForTimeout(300)
+    await screenshot(w.page, 'overview-traffic')
+    await done(w)
+
+    const phone = await open('#/queues/dash-jobs', { width: 390, height: 844, colorScheme: 'dark' })
+    await phone.page.locator('[data-figure="ready"]').waitFor()
+    expect(await phone.page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe('rgb(13, 17, 23)')
+    for (const hash of ['#/queues/dash-jobs', '#/overview', '#/store', '#/pubsub', '#/streams/dash-orders']) {
+      await phone.page.goto(`${broker.url}/${hash}`)
+      await phone.page.locator('main .card').first().waitFor()
+      expect(await phone.page.evaluate(() => document.documentElement.scrollWidth), hash).toBeLessThanOrEqual(390)
+    }
+    await screenshot(phone.page, 'stream-phone-dark')
+    await done(phone)
+  })
+
+  it('sign in with a token that may only read: the write actions are absent, and refused by the API', async () => {
+    const dir = tempDir('tetra-dash-auth-')
+    const auth = await writeAuthFile(dir.dir, {
+      tokens: [{ name: 'ops', roles: ['all'] }, { name: 'reader', roles: ['read'] }],
+      roles: {
+        all: [
+          { resource: 'topic', pattern: '#', actions: ['publish', 'subscribe'] },
+          { resource: 'store', pattern: '*', actions: ['read', 'write'] },
+          { resource: 'queue', pattern: '*', actions: ['push', 'receive', 'admin'] },
+          { resource: 'stream', pattern: '*', actions: ['append', 'read', 'admin'] },
+          { resource: 'system', pattern: '*', actions: ['metrics', 'dashboard', 'admin'] }
+        ],
+        read: [
+          { resource: 'topic', pattern: '#', actions: ['subscribe'] },
+          { resource: 'store', pattern: '*', actions: ['read'] },
+          { resource: 'queue', pattern: '*', actions: ['receive'] },
+          { resource: 'stream', pattern: '*', actions: ['read'] },
+          { resource: 'system', pattern: 'dashboard', actions: ['dashboard'] }
+        ]
+      }
+    })
+    const secured = await startTestBroker({ authFile: auth.file })
+    try {
+      const ops = { ...bearer(auth.tokens.ops), 'content-type': 'application/json' }
+      await fetch(`${secured.url}/v1/queues/orders`, { method: 'PUT', headers: ops, body: '{}' })
+      await fetch(`${secured.url}/v1/queues/orders/messages`, { method: 'POST', headers: ops, body: JSON.stringify({ payload: { id: 1 } }) })
+      await fetch(`${secured.url}/v1/store/keys/config/site`, { method: 'PUT', headers: ops, body: JSON.stringify({ title: 'Tetra' }) })
+
+      const w = await open('#/queues/orders', {}, secured)
+      const { page } = w
+      // a wrong token first: the page says so
+      await page.getByRole('tab', { name: 'Token' }).click()
+      await page.locator('input[name="token"]').fill('not-a-token')
+      await page.getByRole('button', { name: 'Sign in' }).click()
+      await page.locator('.login .error').waitFor()
+      await page.locator('input[name="token"]').fill(auth.tokens.reader)
+      await page.getByRole('button', { name: 'Sign in' }).click()
+      await page.locator('[data-figure="ready"]').waitFor()
+      expect(await page.locator('header.top .who').textContent()).toContain('reader')
+      await page.getByRole('button', { name: 'Peek' }).click()
+      await page.locator('table.messages tr[data-id]').first().waitFor()
+      for (const name of ['Purge', 'Delete', 'Push', 'Save settings', 'Redrive all']) expect(await page.getByRole('button', { name, exact: true }).count(), name).toBe(0)
+      await page.goto(`${secured.url}/#/queues`)
+      await page.locator('tr[data-queue="orders"]').waitFor()
+      expect(await page.locator('input[name="new-queue"]').count()).toBe(0)
+      await page.goto(`${secured.url}/#/store`)
+      await page.getByRole('button', { name: 'List' }).click()
+      await page.locator('tr[data-key="config/site"] a').click()
+      await page.locator('[data-etag]').waitFor()
+      expect(await page.locator('textarea[name="value"]').count()).toBe(0)
+      expect(await page.getByRole('button', { name: 'New key' }).count()).toBe(0)
+      expect(await page.getByRole('button', { name: 'Save', exact: true }).count()).toBe(0)
+      await page.goto(`${secured.url}/#/pubsub`)
+      await page.locator('text=MQTT clients').waitFor()
+      expect(await page.getByRole('button', { name: 'Disconnect', exact: true }).count()).toBe(0)
+      await screenshot(page, 'read-only-token')
+      // what the page would send is refused by the broker: 403 with the resource and action named
+      const refused = await page.evaluate(async () => {
+        const c = JSON.parse(sessionStorage.getItem('tetra.credentials') ?? 'null') as { secret: string }
+        const res = await fetch('/v1/queues/orders/messages', { method: 'DELETE', headers: { authorization: `Bearer ${c.secret}` } })
+        return { status: res.status, body: await res.json() as { detail: string } }
+      })
+      expect(refused.status).toBe(403)
+      expect(refused.body.detail).toBe('forbidden: queue "orders" admin')
+      await done(w, [401, 403])
+    } finally {
+      await secured.stop()
+      dir.remove()
+    }
+  })
+
+  it('--dashboard readonly: no write action in the page, and the page\'s writes are refused; --dashboard off: no page', async () => {
+    const readonly = await startTestBroker({ dashboard: 'readonly' })
+    try {
+      await fetch(`${readonly.url}/v1/queues/jobs`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' })
+      const w = await open('#/queues/jobs', {}, readonly)
+      const { page } = w
+      await page.locator('[data-figure="ready"]').waitFor()
+      expect(await page.locator('.badge', { hasText: 'read-only' }).count()).toBe(1)
+      for (const name of ['Purge', 'Delete', 'Push', 'Save settings']) expect(await page.getByRole('button', { name, exact: true }).count(), name).toBe(0)
+      await page.goto(`${readonly.url}/#/pubsub`)
+      await page.getByRole('button', { name: 'Connect', exact: true }).click()
+      await page.locator('[data-state="connected"]').waitFor()
+      expect(await page.getByRole('button', { name: 'Publish' }).count()).toBe(0)
+      const status = await page.evaluate(async () => (await fetch('/v1/queues/jobs/messages', { method: 'POST', headers: { 'tetra-dashboard': '1', 'content-type': 'application/json' }, body: '{"payload":1}' })).json() as Promise<{ status: number, detail: string }>)
+      expect(status).toMatchObject({ status: 403, detail: expect.stringContaining('read-only') })
+      await done(w, [403])
+    } finally {
+      await readonly.stop()
+    }
+    const off = await startTestBroker({ dashboard: 'off' })
+    try {
+      expect((await fetch(`${off.url}/`)).status).toBe(404)
+      expect((await fetch(`${off.url}/v1/dashboard`)).status).toBe(404)
+      expect((await fetch(`${off.url}/healthz`)).status).toBe(200)
+    } finally {
+      await off.stop()
+    }
+  })
+
+  it('keeps working across a broker restart, and says so', async () => {
+    const dir = tempDir('tetra-dash-restart-')
+    let first: TestBroker | undefined = await startTestBroker({}, dir.dir)
+    let second: TestBroker | undefined
+    try {
+      const port = first.httpAddress.port
+      const w = await open('#/overview', {}, first)
+      const { page } = w
+      await page.locator('.live', { hasText: 'live' }).waitFor()
+      await first.close()
+      first = undefined
+      await page.locator('.banner.down').waitFor({ timeout: 15_000 })
+      second = await startTestBroker({ httpPort: port }, dir.dir)
+      await page.locator('.banner.back', { hasText: 'Reconnected' }).waitFor({ timeout: 20_000 })
+      await page.locator('.live', { hasText: 'live' }).waitFor()
+      // Chromium logs the refused connections of the reconnect attempts
+      const refused = (e: string): boolean => e.includes('ERR_CONNECTION_REFUSED') || e.includes('Failed to load resource')
+      w.errors.splice(0, w.errors.length, ...w.errors.filter(e => !refused(e)))
+      await done(w)
+    } finally {
+      await first?.close()
+      await second?.close()
+      dir.remove()
+    }
   })
 })

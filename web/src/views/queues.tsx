@@ -140,7 +140,7 @@ function MessageTable (props: { messages: Array<Message | Dead>, dead?: boolean,
         <td class="mono">{m.id}</td>
         <td><Payload payload={m.payload} encoding={m.encoding} />{m.topic !== undefined && <div class="muted">topic {m.topic}</div>}</td>
         <td>{m.priority}</td><td>{m.deliveries}</td><td>{fmtTime(m.enqueuedAt)}</td>
-        {props.dead === true && <td class="reason">{(m as Dead).reason}{(m as Dead).lastError !== undefined && <div class="muted">{(m as Dead).lastError}</div>}</td>}
+        {props.dead === true && <td class="reason">{(m as Dead).reason}{(m as Dead).lastError !== undefined && !(m as Dead).reason.includes((m as Dead).lastError as string) && <div class="muted">{(m as Dead).lastError}</div>}</td>}
         {props.action !== undefined && <td>{props.action(m)}</td>}
       </tr>)}</tbody>
     </table></div>
