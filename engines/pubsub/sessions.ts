@@ -151,7 +151,19 @@ export class Sessions {
       this.deleteWillRecord(clientId, ops)
     }
     if (session.durable) ops.push(records!.sessionPut(clientId, session.expiryInterval, null))
-    if (ops.length > 0) await records!.write(ops)
+    if (ops.length > 0) {
+      try {
+        await records!.write(ops)
+      } catch (err) {
+        // storage failed: the connection is refused; the session waits offline as it did (a new one is dropped)
+        if (!present && this.byId.get(clientId) === session) this.byId.delete(clientId)
+        else if (!session.ended && session.outlet === null) {
+          session.offlineAt ??= this.ctx.clock.now()
+          this.scheduleExpiry(session)
+        }
+        throw err
+      }
+    }
     if (session.ended || this.closed) throw new Unavailable('the session ended while connecting')
     const handle = new Handle(session, present, this)
     session.handle = handle
