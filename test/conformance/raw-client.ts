@@ -306,3 +306,68 @@ export const P = {
   userProperty: 0x26,
   maximumPacketSize: 0x27
 } as const
+
+function readVarint (b: Buffer, at: number): { value: number, next: number } {
+  let value = 0
+  let mult = 1
+  let i = at
+  for (;;) {
+    const byte = b[i++]
+    value += (byte & 0x7f) * mult
+    if ((byte & 0x80) === 0) return { value, next: i }
+    mult *= 128
+  }
+}
+
+const PROP_SIZE: Record<number, 'byte' | 'u16' | 'u32' | 'varint' | 'str' | 'pair'> = {
+  0x01: 'byte', 0x17: 'byte', 0x19: 'byte', 0x24: 'byte', 0x25: 'byte', 0x28: 'byte', 0x29: 'byte', 0x2a: 'byte',
+  0x13: 'u16', 0x21: 'u16', 0x22: 'u16', 0x23: 'u16',
+  0x02: 'u32', 0x11: 'u32', 0x18: 'u32', 0x27: 'u32',
+  0x0b: 'varint',
+  0x03: 'str', 0x08: 'str', 0x09: 'str', 0x12: 'str', 0x15: 'str', 0x16: 'str', 0x1a: 'str', 0x1c: 'str', 0x1f: 'str',
+  0x26: 'pair'
+}
+
+/**
+ * The User Properties of every v5 PUBLISH in a byte stream from the server, in wire order (mqtt-packet's
+ * parsed form groups values by name and so cannot show the order of interleaved names).
+ */
+export function wireUserProperties (stream: Buffer): Array<Array<[string, string]>> {
+  const out: Array<Array<[string, string]>> = []
+  let at = 0
+  while (at < stream.length) {
+    const first = stream[at]
+    const { value: length, next } = readVarint(stream, at + 1)
+    const end = next + length
+    if ((first >> 4) === 3) {
+      const qos = (first >> 1) & 3
+      let i = next + 2 + stream.readUInt16BE(next)
+      if (qos > 0) i += 2
+      const props = readVarint(stream, i)
+      const propsEnd = props.next + props.value
+      const list: Array<[string, string]> = []
+      let j = props.next
+      while (j < propsEnd) {
+        const id = stream[j++]
+        const kind = PROP_SIZE[id]
+        if (kind === 'byte') j += 1
+        else if (kind === 'u16') j += 2
+        else if (kind === 'u32') j += 4
+        else if (kind === 'varint') j = readVarint(stream, j).next
+        else if (kind === 'str') j += 2 + stream.readUInt16BE(j)
+        else if (kind === 'pair') {
+          const kl = stream.readUInt16BE(j)
+          const k = stream.subarray(j + 2, j + 2 + kl).toString('utf8')
+          j += 2 + kl
+          const vl = stream.readUInt16BE(j)
+          const v = stream.subarray(j + 2, j + 2 + vl).toString('utf8')
+          j += 2 + vl
+          list.push([k, v])
+        } else break
+      }
+      out.push(list)
+    }
+    at = end
+  }
+  return out
+}
