@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
-import { startTestBroker, type TestBroker } from '../helpers.js'
+import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
 
 // .ci/run installs Debian's mosquitto-clients, so under CI their absence is a failure; elsewhere the
 // interop tests are skipped (visibly) until `apt-get install mosquitto-clients`
@@ -26,9 +26,7 @@ describe('Debian mosquitto-clients against Tetra', () => {
     sub.stdout.on('data', (d: Buffer) => { out += d.toString() })
     const exited = new Promise<number | null>(resolve => sub.on('exit', resolve))
     // the broker runs in this process: the clients must run asynchronously, never with spawnSync
-    await new Promise<void>(resolve => {
-      broker.engines.pubsub.broker.on('subscribe', subs => { if (subs.some(s => s.topic === 'mosq/#')) resolve() })
-    })
+    await waitFor(() => broker.engines.pubsub.clients().some(c => c.connected && c.subscriptions > 0), 10_000, 'mosquitto_sub\'s subscription')
     for (const qos of ['0', '1', '2']) {
       await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-t', `mosq/q${qos}`, '-m', `hello ${qos}`, '-q', qos], { timeout: 10_000 })
     }

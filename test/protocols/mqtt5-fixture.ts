@@ -36,7 +36,7 @@ export async function raw (port: number, connect: Partial<mqttPacket.IConnectPac
     closed,
     isClosed: () => closedFlag,
     send: packet => { socket.write(mqttPacket.generate(packet, { protocolVersion: version })) },
-    next: async <T extends mqttPacket.Packet>(cmd: mqttPacket.PacketCmd, what = cmd): Promise<T> => {
+    next: async <T extends mqttPacket.Packet>(cmd: mqttPacket.PacketCmd, what: string = cmd): Promise<T> => {
       let found: mqttPacket.Packet | undefined
       await waitFor(() => {
         found = packets.find(p => p.cmd === cmd && !taken.has(p))
