@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../clock.js'
 import type { WriteOp } from '../storage/storage.js'
 import type { BusRecords, StoredEntry, StoredWill } from './persistence.js'
-import type { BusMessage, Delivery, Outlet, QoS, SubscriptionOptions } from './types.js'
+import type { BusMessage, Outlet, QoS, SubscriptionOptions } from './types.js'
 
 /** A limit of the bus that dropped something; the front-end counts it. */
 export type BusLimit = 'topic_length' | 'topic_levels' | 'queued'
