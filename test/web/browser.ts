@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { ROOT } from '../helpers.js'
@@ -9,9 +9,39 @@ export const CHROMIUM = '/usr/bin/chromium'
 export const hasChromium = existsSync(CHROMIUM)
 export const ARTIFACTS = join(ROOT, 'test/web/artifacts')
 
-/** Builds web/ into web/dist (what the broker serves), as `npm run build` does. */
+/** The newest modification time under a path (ms). */
+function newest (path: string): number {
+  const s = statSync(path)
+  if (!s.isDirectory()) return s.mtimeMs
+  return Math.max(s.mtimeMs, ...readdirSync(path).map(name => newest(join(path, name))))
+}
+
+const built = (): boolean => {
+  const page = join(ROOT, 'web/dist/index.html')
+  return existsSync(page) && statSync(page).mtimeMs >= Math.max(newest(join(ROOT, 'web/src')), newest(join(ROOT, 'web/build.mjs')), newest(join(ROOT, 'web/index.html')))
+}
+
+/**
+ * Builds web/ into web/dist (what the broker serves), as `npm run build` does, unless it is up to date. Test
+ * files run in parallel: one builds at a time (a directory made atomically is the lock), the others wait.
+ */
 export function buildDashboard (): void {
-  execFileSync(process.execPath, [join(ROOT, 'web/build.mjs')], { cwd: ROOT, stdio: 'ignore', timeout: 60_000 })
+  if (built()) return
+  const lock = join(ROOT, 'web/.build-lock')
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    try {
+      mkdirSync(lock)
+      break
+    } catch {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100)
+    }
+  }
+  try {
+    if (!built()) execFileSync(process.execPath, [join(ROOT, 'web/build.mjs')], { cwd: ROOT, stdio: 'ignore', timeout: 60_000 })
+  } finally {
+    rmSync(lock, { recursive: true, force: true })
+  }
 }
 
 export async function launch (): Promise<Browser> {

@@ -73,7 +73,9 @@ export async function request (path: string, options: RequestOptions = {}): Prom
   }
   let res: Response
   try {
-    res = await fetch(path, { method: options.method ?? 'GET', headers, body, cache: 'no-store' })
+    // credentials 'omit': no cookie and, on a 401, no browser login dialog (the page has its own sign-in);
+    // the Authorization header set here is sent all the same
+    res = await fetch(path, { method: options.method ?? 'GET', headers, body, cache: 'no-store', credentials: 'omit' })
   } catch (err) {
     setReachable(false)
     throw new ApiError(0, 'Unreachable', (err as Error).message)
