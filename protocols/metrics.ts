@@ -4,6 +4,7 @@ import type { Engines } from '../engines/index.js'
 import { registerStreamMetrics } from './stream-metrics.js'
 import { registerQueueMetrics } from './queue-metrics.js'
 import { SecurityCounters } from './security-metrics.js'
+import { frontEndOf } from './mqtt/front-end.js'
 
 /**
  * The Prometheus registry of one broker. Engine figures (connections, messages, storage) are read from
@@ -64,9 +65,21 @@ export class Metrics {
     this.sseClients = new Gauge({ name: 'tetra_sse_clients', help: 'Open SSE streams, by feed', labelNames: ['feed'], registers: [registry] })
     new Gauge({
       name: 'tetra_mqtt_connections',
-      help: 'Connected MQTT clients (TCP and WebSocket)',
+      help: 'Connected MQTT clients (TCP, TLS and WebSocket)',
       registers: [registry],
       collect () { this.set(pubsub.connectedClients) }
+    })
+    new Counter({
+      name: 'tetra_mqtt_dropped_total',
+      help: 'Messages not sent to an MQTT client, by reason (send_buffer: QoS 0 to a subscriber over its send buffer; packet_size: over the client\'s Maximum Packet Size)',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        const stats = frontEndOf(pubsub)?.stats
+        this.inc({ reason: 'send_buffer' }, stats?.droppedQos0 ?? 0)
+        this.inc({ reason: 'packet_size' }, stats?.droppedTooLarge ?? 0)
+      }
     })
     new Counter({
       name: 'tetra_messages_in_total',

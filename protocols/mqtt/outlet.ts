@@ -98,6 +98,9 @@ export class MqttOutlet implements Outlet {
         c.publishWill = false
         c.fail(RC.notAuthorized, 'the credentials of this connection were revoked')
         break
+      default:
+        // a reason added to the contract later (an operator's disconnect...): 0x98 administrative action
+        c.fail(RC.administrativeAction, `disconnected by the broker (${String(reason)})`)
     }
   }
 }

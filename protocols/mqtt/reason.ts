@@ -31,6 +31,7 @@ export const RC = {
   packetTooLarge: 0x95,
   quotaExceeded: 0x97,
   payloadFormatInvalid: 0x99,
+  administrativeAction: 0x98,
   retainNotSupported: 0x9a,
   qosNotSupported: 0x9b,
   useAnotherServer: 0x9c,
