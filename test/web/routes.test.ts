@@ -98,6 +98,8 @@ describe('dashboard routes', () => {
     try {
       const list = await (await fetch(`${broker.url}/v1/pubsub/clients`)).json() as { clients: Array<Record<string, unknown>> }
       expect(list.clients).toContainEqual(expect.objectContaining({ clientId: 'kick-5', connected: true, version: 5, transport: 'mqtt_tcp', address: expect.stringContaining('127.0.0.1') }))
+      const stats = await (await fetch(`${broker.url}/v1/stats`)).json() as { now: { connections: { mqtt: number, mqttTransports: Record<string, number> } } }
+      expect(stats.now.connections).toMatchObject({ mqtt: 1, mqttTransports: { mqtt_tcp: 1 } })
       const disconnected = new Promise<number | undefined>(resolve => { client.on('disconnect', packet => { resolve(packet.reasonCode) }) })
       expect((await fetch(`${broker.url}/v1/pubsub/clients/kick-5`, { method: 'DELETE' })).status).toBe(204)
       expect(await disconnected).toBe(0x98)

@@ -5,7 +5,7 @@ import { useContext } from 'preact/hooks'
 export interface Sample {
   t: number
   uptime: number
-  connections: { mqtt: number, http: number, sse: number }
+  connections: { mqtt: number, mqttTransports?: Record<string, number>, http: number, sse: number }
   pubsub: { in: number, out: number }
   store: { changes: number, reads: number, keys: number, bytes: number, cap: number }
   queues: { pushed: number, acked: number, ready: number, leased: number, dead: number }

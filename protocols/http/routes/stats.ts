@@ -13,7 +13,8 @@ export interface StatsSample {
   t: number
   /** seconds since start. */
   uptime: number
-  connections: { mqtt: number, http: number, sse: number }
+  /** mqttTransports: connected MQTT clients by transport (mqtt_tcp, mqtt_tls, mqtt_ws); absent past MAX_SPLIT clients. */
+  connections: { mqtt: number, mqttTransports?: Record<string, number>, http: number, sse: number }
   /** Cumulative message counts per engine, in and out. */
   pubsub: { in: number, out: number }
   store: { changes: number, reads: number, keys: number, bytes: number, cap: number }
@@ -31,6 +32,8 @@ export const SAMPLE_MS = 2000
 /** 15 minutes of samples, what the overview's charts show. */
 const HISTORY = (15 * 60 * 1000) / SAMPLE_MS
 const DISK_EVERY_MS = 30_000
+/** Up to this many connected MQTT clients, a sample counts them by transport (one lookup each, every 2 s). */
+const MAX_SPLIT = 10_000
 /** A consumer group this many messages behind is reported. */
 export const LAG_WARNING = 1000
 /** The store above this share of --store-max-memory is reported. */
@@ -66,6 +69,19 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
     app.server.getConnections((err, count) => { resolve(err === null ? count : 0) })
   })
 
+  /** Connected MQTT clients by transport, from the front-end's connections. */
+  const mqttTransports = (): Record<string, number> | undefined => {
+    const directory = ctx.mqtt
+    if (directory === undefined || pubsub.connectedClients > MAX_SPLIT) return undefined
+    const out: Record<string, number> = {}
+    for (const s of pubsub.clients()) {
+      if (!s.connected) continue
+      const transport = directory.details(s.clientId)?.transport ?? 'unknown'
+      out[transport] = (out[transport] ?? 0) + 1
+    }
+    return out
+  }
+
   const sample = async (): Promise<StatsSample> => {
     const now = Date.now()
     if (now - diskAt >= DISK_EVERY_MS) {
@@ -86,7 +102,7 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
     return {
       t: now,
       uptime: Math.round((now - started) / 1000),
-      connections: { mqtt: pubsub.connectedClients, http: await httpConnections(), sse: await sseOpen() },
+      connections: { mqtt: pubsub.connectedClients, mqttTransports: mqttTransports(), http: await httpConnections(), sse: await sseOpen() },
       pubsub: {
         in: pubsub.stats.published.mqtt + pubsub.stats.published.http,
         out: pubsub.stats.deliveredMqtt + pubsub.stats.deliveredInternal

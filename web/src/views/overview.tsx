@@ -9,6 +9,15 @@ function Figure ({ label, value, id }: { label: string, value: string, id?: stri
   return <div class="figure" data-figure={id}><span class="value">{value}</span><span class="label">{label}</span></div>
 }
 
+const TRANSPORTS: Record<string, string> = { mqtt_tcp: 'TCP', mqtt_tls: 'TLS', mqtt_ws: 'WebSocket' }
+
+/** ' (TCP 3, WebSocket 1)' from the counts by transport. */
+function transports (by: Record<string, number> | undefined): string {
+  if (by === undefined) return ''
+  const parts = Object.entries(by).filter(([, n]) => n > 0).map(([t, n]) => `${TRANSPORTS[t] ?? t} ${n}`)
+  return parts.length === 0 ? '' : ` (${parts.join(', ')})`
+}
+
 /** Version, uptime, connections, live rates per engine (15 minutes), memory, disk, fsync; warnings. */
 export function Overview (): JSX.Element {
   const stats = useStats()
@@ -38,7 +47,7 @@ export function Overview (): JSX.Element {
         <div class="figures">
           <Figure label="version" value={info.version} />
           <Figure label="uptime" value={fmtDuration(now.uptime)} id="uptime" />
-          <Figure label="MQTT clients" value={fmtNumber(now.connections.mqtt)} id="mqtt" />
+          <Figure label={`MQTT clients${transports(now.connections.mqttTransports)}`} value={fmtNumber(now.connections.mqtt)} id="mqtt" />
           <Figure label="HTTP connections" value={fmtNumber(now.connections.http)} />
           <Figure label="SSE streams" value={fmtNumber(now.connections.sse)} />
           <Figure label="messages in (total)" value={fmtNumber(now.pubsub.in)} id="pubsub-in" />
