@@ -175,7 +175,12 @@ describe('connect, takeover, clean start, session expiry', () => {
     expect(bus.clients()).toHaveLength(1)
     clock.advance(1000)
     expect(bus.clients()).toEqual([])
+    // close() stops the timers of offline sessions and delayed wills
+    const c = await connect(bus, request('ex2', { cleanStart: false, expiryInterval: 10, will: { message: msg('w', 'x'), delay: 5 } }))
+    c.handle.detach({ publishWill: true })
+    expect(clock.pendingTimers()).toBe(2)
     await bus.close()
+    expect(clock.pendingTimers()).toBe(0)
   })
 })
 
