@@ -202,6 +202,88 @@ suite('dashboard in Chromium', () => {
     await done(w, [409])
   })
 
+  it('Store: create a key with a TTL while watching its prefix, remove the TTL, query a JSON-field index, delete the key', async () => {
+    const w = await open('#/store')
+    const { page } = w
+    await page.locator('input[name="watch-prefix"]').fill('dash/new/')
+    await page.getByRole('button', { name: 'Watch' }).click()
+    await page.getByText('watching').waitFor()
+    await page.getByRole('button', { name: 'New key' }).click()
+    await page.locator('input[name="key"]').fill('dash/new/1')
+    await page.locator('textarea[name="value"]').fill('{"country": "fr"}')
+    await page.locator('input[name="ttl"]').fill('300')
+    await page.getByRole('button', { name: 'Create', exact: true }).click()
+    await page.locator('[data-ttl]', { hasText: 's left' }).waitFor()
+    await page.locator('table.changes', { hasText: 'dash/new/1' }).waitFor()
+    const ttl = async (): Promise<string | null> => (await fetch(`${broker.url}/v1/store/keys/dash/new/1`)).headers.get('tetra-ttl')
+    expect(Number(await ttl())).toBeGreaterThan(200)
+    await page.getByRole('button', { name: 'Remove TTL' }).click()
+    await page.locator('[data-ttl]', { hasText: 'none' }).waitFor()
+    expect(await ttl()).toBeNull()
+
+    await page.locator('input[name="index-name"]').fill('dash-country')
+    await page.locator('input[name="index-prefix"]').fill('dash/new/')
+    await page.locator('input[name="index-field"]').fill('country')
+    await page.getByRole('button', { name: 'Create index' }).click()
+    await page.getByRole('button', { name: 'Query' }).click()
+    await page.locator('input[name="index-value"]').fill('fr')
+    await page.getByRole('button', { name: 'Find' }).click()
+    await page.locator('ul.mono li', { hasText: 'dash/new/1' }).waitFor()
+
+    await page.locator('.editor').getByRole('button', { name: 'Delete' }).click()
+    await page.locator('input[name="confirm"]').fill('dash/new/1')
+    await page.getByRole('button', { name: 'Delete key' }).click()
+    await expect.poll(async () => (await fetch(`${broker.url}/v1/store/keys/dash/new/1`)).status).toBe(404)
+    await page.locator('table.changes tr', { hasText: 'delete' }).waitFor()
+    await done(w)
+  })
+
+  it('Queues and streams: create, change settings, delete after a confirmation naming them; a retained message cleared; an MQTT client disconnected', async () => {
+    const w = await open('#/queues')
+    const { page } = w
+    await page.locator('input[name="new-queue"]').fill('dash-tmp')
+    await page.getByRole('button', { name: 'Create' }).click()
+    await page.waitForURL(/#\/queues\/dash-tmp$/)
+    await page.locator('input[name="maxDeliveries"]').fill('7')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await expect.poll(async () => (await json<{ settings: { maxDeliveries: number } }>(await fetch(`${broker.url}/v1/queues/dash-tmp`))).settings.maxDeliveries).toBe(7)
+    await page.getByRole('button', { name: 'Delete', exact: true }).click()
+    const confirm = page.getByRole('button', { name: 'Delete queue' })
+    expect(await confirm.isDisabled()).toBe(true)
+    await page.locator('input[name="confirm"]').fill('dash-tmp')
+    await confirm.click()
+    await page.waitForURL(/#\/queues$/)
+    await expect.poll(async () => (await fetch(`${broker.url}/v1/queues/dash-tmp`)).status).toBe(404)
+
+    await page.goto(`${broker.url}/#/streams`)
+    await page.locator('input[name="new-stream"]').fill('dash-tmp-s')
+    await page.getByRole('button', { name: 'Create' }).click()
+    await page.waitForURL(/#\/streams\/dash-tmp-s$/)
+    await page.locator('input[name="maxCount"]').fill('1000')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await expect.poll(async () => (await json<{ settings: { maxCount?: number } }>(await fetch(`${broker.url}/v1/streams/dash-tmp-s`))).settings.maxCount).toBe(1000)
+    await page.getByRole('button', { name: 'Delete', exact: true }).click()
+    await page.locator('input[name="confirm"]').fill('dash-tmp-s')
+    await page.getByRole('button', { name: 'Delete stream' }).click()
+    await expect.poll(async () => (await fetch(`${broker.url}/v1/streams/dash-tmp-s`)).status).toBe(404)
+
+    await post(broker, '/v1/pubsub/publish', { topic: 'dash/retained/door', payload: 'open', encoding: 'utf8', retain: true })
+    const device = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'dash-device', protocolVersion: 5, reconnectPeriod: 0 })
+    const kicked = new Promise<number | undefined>(resolve => { device.on('disconnect', p => { resolve(p.reasonCode) }) })
+    try {
+      await page.goto(`${broker.url}/#/pubsub`)
+      await page.locator('input[name="retained-filter"]').fill('dash/retained/#')
+      await page.getByRole('button', { name: 'Show' }).click()
+      await page.locator('tr[data-retained="dash/retained/door"]').getByRole('button', { name: 'Clear' }).click()
+      await expect.poll(async () => (await json<{ messages: unknown[] }>(await fetch(`${broker.url}/v1/pubsub/retained?filter=dash%2Fretained%2F%23`))).messages.length).toBe(0)
+      await page.locator('tr[data-client="dash-device"]').getByRole('button', { name: 'Disconnect' }).click()
+      expect(await kicked).toBe(0x98)
+    } finally {
+      await device.endAsync(true)
+    }
+    await done(w)
+  })
+
   it('deep links open every view; usable at phone width (no sideways scrolling) and in the dark theme', async () => {
     const views: Array<[string, string, string]> = [
       ['', 'Overview', '[data-figure="uptime"]'],

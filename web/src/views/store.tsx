@@ -182,7 +182,7 @@ function Watch (): JSX.Element {
         <button type="submit">{on === null ? 'Watch' : 'Stop'}</button>
       </form>
       {on !== null && <p class="muted">{state}</p>}
-      {events.length > 0 && <table class="changes"><tbody>{events.map(ev => <tr key={ev.revision}><td>{ev.type}</td><td class="mono">{ev.key}</td></tr>)}</tbody></table>}
+      {events.length > 0 && <div class="scroll"><table class="changes"><tbody>{events.map(ev => <tr key={ev.revision}><td>{ev.type}</td><td class="mono">{ev.key}</td></tr>)}</tbody></table></div>}
     </Card>
   )
 }
@@ -199,14 +199,14 @@ function Indexes (): JSX.Element {
     <Card title="JSON-field indexes">
       <ErrorLine error={list.error} />
       {list.data !== undefined && list.data.length === 0 && <p class="muted">No index.</p>}
-      {list.data !== undefined && list.data.length > 0 && <table>
+      {list.data !== undefined && list.data.length > 0 && <div class="scroll"><table>
         <thead><tr><th>name</th><th>prefix</th><th>field</th><th>keys</th><th>values</th><th /></tr></thead>
         <tbody>{list.data.map(i => <tr key={i.name}>
           <td>{i.name}</td><td class="mono">{i.prefix}</td><td class="mono">{i.field}</td><td>{i.indexedKeys}</td><td>{i.distinctValues}</td>
           <td class="row"><button onClick={() => { setQuery({ index: i.name, value: '' }); setFound(null) }}>Query</button>
             {perms.write('store', 'write', i.prefix) && <button class="danger" onClick={() => { void act(async () => { await json(`/v1/store/indexes/${encodeURIComponent(i.name)}`, { method: 'DELETE' }) }, `index ${i.name} deleted`).then(list.reload) }}>Delete</button>}</td>
         </tr>)}</tbody>
-      </table>}
+      </table></div>}
       {query !== null && <form class="inline" onSubmit={e => {
         e.preventDefault()
         json<{ keys: KeyInfo[] }>(`/v1/store/keys?index=${encodeURIComponent(query.index)}&value=${encodeURIComponent(query.value)}&limit=100`)
