@@ -82,4 +82,6 @@
   value: {{ include "tetra.envValue" .Values.config.sseMaxStreams }}
 - name: TETRA_CORS_ORIGIN
   value: {{ include "tetra.envValue" .Values.config.corsOrigin }}
+- name: TETRA_DASHBOARD
+  value: {{ include "tetra.envValue" .Values.config.dashboard }}
 {{- end -}}
