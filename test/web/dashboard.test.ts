@@ -376,6 +376,10 @@ suite('dashboard in Chromium', () => {
       await page.goto(`${secured.url}/#/pubsub`)
       await page.locator('text=MQTT clients').waitFor()
       expect(await page.getByRole('button', { name: 'Disconnect', exact: true }).count()).toBe(0)
+      // the test client signs in to MQTT with the token too (its name as user, the token as password): it may subscribe, not publish
+      await page.getByRole('button', { name: 'Connect', exact: true }).click()
+      await page.locator('[data-state="connected"]').waitFor()
+      expect(await page.getByRole('button', { name: 'Publish' }).count()).toBe(0)
       await screenshot(page, 'read-only-token')
       // what the page would send is refused by the broker: 403 with the resource and action named
       const refused = await page.evaluate(async () => {
