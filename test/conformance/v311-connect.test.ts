@@ -44,7 +44,7 @@ describe('MQTT 3.1.1 CONNECT / CONNACK', () => {
     expect(c.received).toEqual([])
   })
 
-  it('[MQTT-3.1.0-2] a second CONNECT is a protocol violation: the connection is closed', async () => {
+  it('[MQTT-3.1.0-2] [MQTT-4.8.0-1] a second CONNECT is a protocol violation: the connection is closed', async () => {
     const c = await s.raw(4)
     c.sendBytes(rawConnect({ clientId: fresh('second') }))
     await c.awaitClose()

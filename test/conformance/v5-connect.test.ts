@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import mqtt from 'mqtt'
 import type { IConnackPacket, IDisconnectPacket, ISubackPacket, Packet } from 'mqtt-packet'
 import { BAD_UTF8, P, RawClient, field, packet, prop, props, rawConnect, rawPublish } from './raw-client.js'
 import { closedWith, collect, fresh, refusedConnect, untilMarker, useBroker } from './support.js'
@@ -296,6 +297,19 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
 
   it('§3.1.2.11.4 Maximum Packet Size 0 is a protocol error: closed unaccepted', async () => {
     await refused(v5Connect({ properties: prop.u32(P.maximumPacketSize, 0) }))
+  })
+})
+
+describe('MQTT 5 over WebSocket (chapter 6)', () => {
+  it('[MQTT-6.0.0-2] [MQTT-6.0.0-4] an MQTT 5 client over WebSocket connects, subscribes and receives', async () => {
+    const ws = await mqtt.connectAsync(s.broker.wsUrl, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 })
+    const topic = fresh('ws5/')
+    const got = collect(ws)
+    await ws.subscribeAsync(topic, { qos: 1 })
+    await ws.publishAsync(topic, 'over ws', { qos: 1, properties: { userProperties: { via: 'ws' } } })
+    await untilMarker(got, topic)
+    expect(got[0].packet.properties?.userProperties).toEqual({ via: 'ws' })
+    await ws.endAsync()
   })
 })
 

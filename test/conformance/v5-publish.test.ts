@@ -21,6 +21,9 @@ import { atLeast, closedWith, collect, fresh, untilMarker, useBroker } from './s
  * - [MQTT-4.3.3-7], [MQTT-4.3.3-13] (expiry does not cut a QoS 2 exchange short) need an expiry to pass
  *   during an exchange; the exchange itself is tested here and expiry in v5-session.
  * - [MQTT-4.6.0-5] "Ordered Topic" mechanism is a MAY; ordering is [MQTT-4.6.0-6] here.
+ * - [MQTT-4.7.3-3] (65,535 bytes at most) binds the sender; v311-topics carries a topic of that size.
+ * - [MQTT-2.2.2-1] (Property Length 0 when there are none) is checked by parsing every packet the server
+ *   sends in these files (RawClient.parseError).
  */
 
 const s = useBroker()
@@ -121,6 +124,20 @@ describe('MQTT 5 PUBLISH flags, packet identifiers, topic names', () => {
     const pub = await s.client({ protocolVersion: 5 })
     await pub.publishAsync(`${base}/b/c`, 'x')
     expect((await sub.next('publish') as IPublishPacket).topic).toBe(`${base}/b/c`)
+  })
+})
+
+describe('MQTT 5 UTF-8 strings', () => {
+  it('[MQTT-1.5.4-3] a leading U+FEFF is kept, not stripped: "\\uFEFFx" and "x" are different topics', async () => {
+    const base = fresh('bom')
+    const watcher = await s.client({ protocolVersion: 5 })
+    const got = collect(watcher)
+    await watcher.subscribeAsync([`\uFEFF${base}`, `${base}-marker`])
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(base, 'plain')
+    await pub.publishAsync(`\uFEFF${base}`, 'bom')
+    await pub.publishAsync(`${base}-marker`, 'm')
+    expect((await untilMarker(got, `${base}-marker`)).map(m => [m.topic, m.payload.toString()])).toEqual([[`\uFEFF${base}`, 'bom']])
   })
 })
 
