@@ -389,6 +389,9 @@ suite('dashboard in Chromium', () => {
       })
       expect(refused.status).toBe(403)
       expect(refused.body.detail).toBe('forbidden: queue "orders" admin')
+      // the token is revoked (the auth file changes and is reloaded): the page goes back to its sign-in form
+      await writeAuthFile(dir.dir, { tokens: [{ name: 'ops', roles: ['all'], token: auth.tokens.ops }], roles: { all: [{ resource: 'system', pattern: '*', actions: ['dashboard'] }] } })
+      await page.locator('.login .error', { hasText: 'Signed out' }).waitFor({ timeout: 15_000 })
       await done(w, [401, 403])
     } finally {
       await secured.stop()

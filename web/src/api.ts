@@ -52,6 +52,10 @@ export function setReachable (r: boolean): void {
   for (const l of reachListeners) l(r)
 }
 
+/** Told when the broker no longer accepts the credentials the page signed in with (a revoked or expired token). */
+const rejectedListeners = new Set<(detail: string) => void>()
+export function onCredentialsRejected (l: (detail: string) => void): () => void { rejectedListeners.add(l); return () => { rejectedListeners.delete(l) } }
+
 export interface RequestOptions {
   method?: string
   body?: unknown
@@ -89,7 +93,9 @@ export async function request (path: string, options: RequestOptions = {}): Prom
     title = p.title ?? title
     detail = p.detail ?? ''
   } catch { /* not problem+json */ }
-  throw new ApiError(res.status, title, detail)
+  const error = new ApiError(res.status, title, detail)
+  if (res.status === 401 && credentials !== null) for (const l of rejectedListeners) l(error.text)
+  throw error
 }
 
 export async function json<T> (path: string, options: RequestOptions = {}): Promise<T> {

@@ -1,6 +1,6 @@
 import { render } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
-import { ApiError, Permissions, getCredentials, json, live, onReachability, setCredentials, type DashboardInfo, type WhoAmI } from './api.js'
+import { ApiError, Permissions, getCredentials, json, live, onCredentialsRejected, onReachability, setCredentials, type DashboardInfo, type WhoAmI } from './api.js'
 import { NoticeContext, SessionContext, errorText, type Notice, type Session } from './ui.js'
 import { StatsContext, emptyStats, type StatsState, type StatsMessage, type SampleMessage } from './stats.js'
 import { Overview } from './views/overview.js'
@@ -48,7 +48,7 @@ function App (): JSX.Element {
       if (e.status === 401) {
         const had = getCredentials() !== null
         setCredentials(null)
-        setPhase({ kind: 'login', ...(had ? { error: e.text } : {}) })
+        setPhase({ kind: 'login', ...(had ? { error: `Signed out: ${e.text}` } : {}) })
       } else if (e.status === 403) setPhase({ kind: 'forbidden', detail: e.text })
       else if (e.status === 404) setPhase({ kind: 'error', detail: 'the dashboard is off on this broker (--dashboard off)' })
       else {
@@ -58,6 +58,12 @@ function App (): JSX.Element {
     }
   }
   useEffect(() => { void start() }, [])
+
+  // credentials the broker stopped accepting (a token revoked or expired): back to the sign-in form
+  useEffect(() => onCredentialsRejected(detail => {
+    setCredentials(null)
+    setPhase({ kind: 'login', error: `Signed out: ${detail}` })
+  }), [])
 
   // the broker going away and coming back (a restart): said at the top of the page
   useEffect(() => onReachability(up => {
@@ -83,6 +89,8 @@ function App (): JSX.Element {
       onState: state => {
         if (state === 'open') setLink(l => (l === 'down' ? 'back' : l))
         if (state === 'reconnecting') { setLink('down'); setStats(s => ({ ...s, live: false })) }
+        // ended by the broker (credentials revoked, rules changed): ask again who we are
+        if (state === 'closed') { setStats(s => ({ ...s, live: false })); void start() }
       }
     })
   }, [ready])
