@@ -81,6 +81,25 @@ describe('dashboard routes', () => {
     }
   })
 
+  it('warnings: a consumer group 1000 messages behind, the store above 90% of its memory cap', async () => {
+    const capped = await startTestBroker({ storeMaxMemory: 20_000, storeEviction: 'none' })
+    try {
+      const messages = Array.from({ length: 1000 }, (_, i) => ({ payload: i }))
+      expect((await fetch(`${capped.url}/v1/streams/lagging/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) })).status).toBeLessThan(300)
+      await fetch(`${capped.url}/v1/streams/lagging/groups/slow`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"from":"start"}' })
+      const warnings = async (): Promise<Array<{ kind: string, name?: string, stream?: string }>> => ((await (await fetch(`${capped.url}/v1/stats`)).json()) as { warnings: Array<{ kind: string }> }).warnings
+      expect(await warnings()).toEqual([expect.objectContaining({ kind: 'group-lag', name: 'slow', stream: 'lagging' })])
+      // fill the store until a write is refused at the cap (507), then it is above 90%
+      for (let i = 0; i < 200; i++) {
+        const res = await fetch(`${capped.url}/v1/store/keys/fill/${i}`, { method: 'PUT', body: 'x'.repeat(500) })
+        if (res.status === 507) break
+      }
+      expect(await warnings()).toContainEqual(expect.objectContaining({ kind: 'store-memory' }))
+    } finally {
+      await capped.stop()
+    }
+  })
+
   it('GET /v1/queues/{name}/peek shows the next messages without leasing them', async () => {
     await post('/v1/queues/peek-q/messages', { messages: [{ payload: { a: 1 } }, { payload: 'two', encoding: 'utf8', priority: 9 }] })
     const res = await fetch(`${broker.url}/v1/queues/peek-q/peek?limit=5`)
