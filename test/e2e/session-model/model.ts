@@ -93,7 +93,7 @@ function connectionGone (m: Model, r: Real): void {
 type Cmd = fc.AsyncCommand<Model, Real>
 
 export class Connect implements Cmd {
-  constructor (readonly version: Version, readonly cleanStart: boolean, readonly persistent: boolean) {}
+  constructor (readonly version: Version, readonly cleanStart: boolean, readonly persistent: boolean, readonly receiveMaximum?: number) {}
   check (m: Readonly<Model>): boolean { return !m.connected && m.versions.includes(this.version) }
   async run (m: Model, r: Real): Promise<void> {
     const expectPresent = !this.cleanStart && m.session !== null
@@ -102,7 +102,8 @@ export class Connect implements Cmd {
       version: this.version,
       clientId: r.clientId,
       cleanStart: this.cleanStart,
-      sessionExpiry: this.persistent ? V5_PERSISTENT_EXPIRY : 0
+      sessionExpiry: this.persistent ? V5_PERSISTENT_EXPIRY : 0,
+      receiveMaximum: this.receiveMaximum
     }, r.session)
     r.sub = client
     const code = this.version === 5 ? connack.reasonCode : connack.returnCode
@@ -119,7 +120,8 @@ export class Connect implements Cmd {
   }
 
   toString (): string {
-    return `connect(v${this.version}, ${this.cleanStart ? 'clean start' : 'resume'}, ${this.persistent ? 'persistent' : 'ends with connection'})`
+    const rm = this.receiveMaximum === undefined ? '' : `, receive maximum ${this.receiveMaximum}`
+    return `connect(v${this.version}, ${this.cleanStart ? 'clean start' : 'resume'}, ${this.persistent ? 'persistent' : 'ends with connection'}${rm})`
   }
 }
 
@@ -228,9 +230,11 @@ const topic = fc.integer({ min: 0, max: TOPICS - 1 })
 export function connectArbitrary (versions: Version[]): fc.Arbitrary<Connect> {
   // sessions that outlive their connection are the interesting ones: two in three
   const mostly = fc.constantFrom(true, true, false)
-  return fc.tuple(fc.constantFrom(...versions), mostly.map(b => !b), mostly).map(([v, cleanStart, persistent]) =>
+  // v5: a small receive maximum in half the connects (flow control with acknowledgements held)
+  const receiveMaximum = fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined, freq: 2 })
+  return fc.tuple(fc.constantFrom(...versions), mostly.map(b => !b), mostly, receiveMaximum).map(([v, cleanStart, persistent, rm]) =>
     // 3.1.1 has one flag: clean session 1 starts afresh and ends with the connection, 0 resumes and outlives it
-    v === 4 ? new Connect(4, cleanStart, !cleanStart) : new Connect(5, cleanStart, persistent))
+    v === 4 ? new Connect(4, cleanStart, !cleanStart) : new Connect(5, cleanStart, persistent, rm))
 }
 
 export const subscribeArbitrary: fc.Arbitrary<Subscribe> = fc.tuple(topic, qos).map(([t, q]) => new Subscribe(t, q))
@@ -323,6 +327,7 @@ export async function drainAndCheck (m: Model, r: Real, waitMs = 10_000): Promis
   for (const d of delivered) {
     if (!r.published.has(Number(d.payload))) throw new Error(`delivered a message never published: ${d.payload} on ${d.topic}`)
   }
+  if (r.session.overReceiveMaximum.length > 0) throw new Error(`[MQTT-3.3.4-9] sent beyond the receive maximum: ${r.session.overReceiveMaximum.join(', ')}; ${trace()}`)
   if (m.strict && r.session.resendsWithoutDup.length > 0) throw new Error(`[MQTT-3.3.1-1] resends with DUP 0: ${r.session.resendsWithoutDup.join(', ')}; ${trace()}`)
   if (r.session.protocolErrors.length > 0) throw new Error(`protocol errors: ${r.session.protocolErrors.join('; ')}`)
   const resends = delivered.length - firstSeen.size + r.session.resendsHeld

@@ -28,6 +28,8 @@ export class ClientSession {
   resendsHeld = 0
   /** Resends (ids the client had not acknowledged or released) that came with DUP 0 (MQTT-3.3.1-1 wants 1). */
   readonly resendsWithoutDup: string[] = []
+  /** New QoS 1/2 messages sent while the client's receive maximum was in flight already (MQTT-3.3.4-9). */
+  readonly overReceiveMaximum: string[] = []
   /** Packets the client did not expect, over all its connections (for the failure message). */
   readonly protocolErrors: string[] = []
 
@@ -46,6 +48,8 @@ export interface ConnectOptions {
   cleanStart: boolean
   /** v5: the session expiry interval (seconds); 3.1.1: a persistent session is clean session 0. */
   sessionExpiry: number
+  /** v5: the most QoS 1/2 messages the broker may have in flight to this connection (absent: 65,535). */
+  receiveMaximum?: number
 }
 
 export class Subscriber {
@@ -54,6 +58,13 @@ export class Subscriber {
   private readonly held: Packet[] = []
   private nextId = 1
   private readonly pending = new Map<number, (p: Packet) => void>()
+  /**
+   * QoS 1/2 ids this connection received (PUBLISH, or PUBREL of an earlier PUBLISH) whose PUBACK / PUBCOMP it
+   * has not written: a lower bound of what the broker counts in flight to it, so a new message arriving
+   * while it is at the receive maximum is a violation, never a false alarm.
+   */
+  private readonly inFlight = new Set<number>()
+  private receiveMaximum: number | undefined
   private closed = false
   readonly closedPromise: Promise<void>
 
@@ -79,6 +90,7 @@ export class Subscriber {
       socket.once('error', reject)
     })
     const client = new Subscriber(socket, o.version, session)
+    client.receiveMaximum = o.version === 5 ? o.receiveMaximum : undefined
     const parser = mqttPacket.parser({ protocolVersion: o.version })
     let onConnack: (p: IConnackPacket) => void = () => {}
     const connack = new Promise<IConnackPacket>((resolve, reject) => {
@@ -99,7 +111,7 @@ export class Subscriber {
       clientId: o.clientId,
       clean: o.cleanStart,
       keepalive: 0,
-      ...(o.version === 5 ? { properties: { sessionExpiryInterval: o.sessionExpiry } } : {})
+      ...(o.version === 5 ? { properties: { sessionExpiryInterval: o.sessionExpiry, ...(o.receiveMaximum !== undefined ? { receiveMaximum: o.receiveMaximum } : {}) } } : {})
     })
     const ack = await connack
     const code = o.version === 5 ? ack.reasonCode : ack.returnCode
@@ -113,6 +125,7 @@ export class Subscriber {
     if (this.closed) return
     this.socket.write(mqttPacket.generate(packet, { protocolVersion: this.version }))
     if (packet.cmd === 'puback') this.session.unacknowledged.delete(packet.messageId!)
+    if (packet.cmd === 'puback' || packet.cmd === 'pubcomp') this.inFlight.delete(packet.messageId!)
   }
 
   private ack (packet: Packet): void {
@@ -124,6 +137,7 @@ export class Subscriber {
     switch (p.cmd) {
       case 'publish': this.onPublish(p); break
       case 'pubrel':
+        this.inFlight.add(p.messageId!)
         this.session.awaitingRelease.delete(p.messageId!)
         this.ack({ cmd: 'pubcomp', messageId: p.messageId })
         break
@@ -148,6 +162,10 @@ export class Subscriber {
     }
     const resend = p.qos === 1 ? this.session.unacknowledged.has(p.messageId!) : this.session.awaitingRelease.has(p.messageId!)
     if (resend && !p.dup) this.session.resendsWithoutDup.push(`${p.payload.toString()} (qos ${p.qos}, id ${p.messageId})`)
+    if (!resend && this.receiveMaximum !== undefined && this.inFlight.size >= this.receiveMaximum) {
+      this.session.overReceiveMaximum.push(`${p.payload.toString()} (qos ${p.qos}) with ${this.inFlight.size} in flight, receive maximum ${this.receiveMaximum}`)
+    }
+    this.inFlight.add(p.messageId!)
     if (p.qos === 1) {
       this.session.unacknowledged.add(p.messageId!)
       this.session.delivered.push(d)
