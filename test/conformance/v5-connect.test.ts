@@ -118,16 +118,14 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     const c = await s.rawOpen(5)
     c.sendBytes(v5Connect({ properties: prop.byte(P.requestProblemInfo, 0) }))
     await c.next('connack')
-    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bad/#/filter', qos: 0 }, { topic: '$share/g', qos: 0 }] })
     c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: [fresh('never/')] })
     c.send({ cmd: 'publish', topic: fresh('nobody/'), payload: Buffer.from('x'), qos: 1, messageId: 3, retain: false, dup: false })
-    c.send({ cmd: 'publish', topic: fresh('q2/'), payload: Buffer.from('x'), qos: 2, messageId: 4, retain: false, dup: false })
-    const answers: Packet[] = []
-    for (const cmd of ['suback', 'unsuback', 'puback'] as const) {
-      const p = await c.nextOrClose(cmd)
-      if (p !== undefined) answers.push(p)
-    }
-    for (const p of [...answers, ...c.received.filter(x => x.cmd !== 'connack' && x.cmd !== 'disconnect' && x.cmd !== 'publish')]) {
+    const answers: Packet[] = [await c.next('unsuback'), await c.next('puback')]
+    // a refused filter last: the server may answer SUBACK 0x8F or close the connection
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bad/#/filter', qos: 0 }] })
+    const suback = await c.nextOrClose('suback')
+    if (suback !== undefined) answers.push(suback)
+    for (const p of answers) {
       const properties = (p as { properties?: { reasonString?: string, userProperties?: unknown } }).properties
       expect(properties?.reasonString, p.cmd).toBeUndefined()
       expect(properties?.userProperties, p.cmd).toBeUndefined()
