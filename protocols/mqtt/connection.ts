@@ -6,6 +6,7 @@ import type { SessionHandle } from '../../engines/pubsub/types.js'
 import { peerCommonName } from '../tls-identity.js'
 import type { GatePeer } from './gate.js'
 import { createParser, type MqttParser } from './parser.js'
+import { PacketReader } from './reader.js'
 import { RC } from './reason.js'
 import { Writer } from './writer.js'
 import { drained } from './flow.js'
@@ -42,6 +43,7 @@ export class Connection implements GatePeer {
   session: SessionHandle | null = null
   readonly writer: Writer
   readonly parser: MqttParser
+  private readonly reader: PacketReader
 
   // ---- set at CONNECT ----
   /** v5: the client's Request Problem Information (false: no reason strings or user properties on acks). */
@@ -85,9 +87,18 @@ export class Connection implements GatePeer {
     this.certificateName = peerCommonName(stream) ?? peerCommonName(request?.socket)
     this.writer = new Writer(stream)
     this.parser = createParser(front.settings.maxPacketSize)
-    this.parser.on('packet', packet => { this.onPacket(packet) })
-    this.parser.on('error', (err: Error) => { this.onParseError(err) })
-    stream.on('data', (chunk: Buffer) => { if (this.state !== 'closed') this.parser.parse(chunk) })
+    this.parser.on('packet', packet => {
+      const malformed = this.parser.malformed
+      if (malformed !== null) this.parser.malformed = null
+      this.onPacket(packet, malformed)
+    })
+    this.parser.on('error', (err: Error) => { this.onParseError(err, this.parser.oversize) })
+    this.reader = new PacketReader(this.parser, {
+      packet: packet => { this.onPacket(packet, null) },
+      malformed: reason => { this.onPacket(null, reason) },
+      error: (err, oversize) => { this.onParseError(err, oversize) }
+    })
+    stream.on('data', (chunk: Buffer) => { if (this.state !== 'closed') this.reader.push(chunk) })
     stream.on('drain', () => { drained(this) })
     stream.on('error', () => { this.closed() })
     stream.on('close', () => { this.closed() })
@@ -103,19 +114,18 @@ export class Connection implements GatePeer {
 
   // ---- reading ------------------------------------------------------------------------------------------
 
-  private onPacket (packet: mqttPacket.Packet): void {
+  /** A packet, or (packet null) the reason one was malformed. */
+  private onPacket (packet: mqttPacket.Packet | null, malformed: string | null): void {
     if (this.state === 'closed') return
     this.activity++
-    const malformed = this.parser.malformed
-    if (malformed !== null) this.parser.malformed = null
     if (this.pending !== null) {
       // a malformed packet behind the CONNECT waits too: the CONNACK goes first, then the refusal
-      this.pending.push(malformed ?? packet)
+      this.pending.push(malformed ?? packet!)
       if (this.pending.length === PENDING_PAUSE) this.stream.pause()
       return
     }
-    if (malformed !== null) {
-      this.fail(RC.malformed, malformed)
+    if (malformed !== null || packet === null) {
+      this.fail(RC.malformed, malformed ?? 'malformed packet')
       return
     }
     if (this.session === null) {
@@ -126,6 +136,7 @@ export class Connection implements GatePeer {
         return
       }
       this.pending = []
+      this.reader.version = packet.protocolVersion ?? 4
       this.writer.hold()
       if (this.connectTimer !== null) clearTimeout(this.connectTimer)
       this.connectTimer = null
@@ -135,10 +146,10 @@ export class Connection implements GatePeer {
     dispatch(this, packet)
   }
 
-  private onParseError (err: Error): void {
+  private onParseError (err: Error, oversize: number): void {
     if (this.state === 'closed') return
     const parser = this.parser
-    if (parser.oversize > 0) {
+    if (oversize > 0) {
       this.front.gate.limit('mqtt_max_packet_size')
       this.fail(RC.packetTooLarge, err.message)
       return
