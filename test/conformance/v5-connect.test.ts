@@ -22,9 +22,12 @@ import { closedWith, collect, fresh, refusedConnect, untilMarker, useBroker } fr
  * - [MQTT-3.2.2-19], [MQTT-3.2.2-20] (no Reason String / User Property that would make the CONNACK
  *   larger than the client's maximum packet size): a CONNACK with these needs a refusal with a long
  *   reason; the packet-size rule itself is tested in v5-flow.
- * [MQTT-3.14.2-1] and [MQTT-3.14.2-2] are checked on every DISCONNECT the server sends (closedWith()).
+ * - [MQTT-4.2.0-1] (an ordered, lossless transport): TCP and WebSocket are; [MQTT-6.0.0-1] (text frames
+ *   refused) is tested in v311-connect, the transport being the same for both versions.
  * - [MQTT-1.5.5-1] (Variable Byte Integers in the fewest bytes) binds the sender; nothing says how a
  *   receiver treats a longer encoding.
+ * [MQTT-3.14.0-1] is checked on every refused CONNECT (refusedConnect()), [MQTT-3.14.2-1] and
+ * [MQTT-3.14.2-2] on every DISCONNECT the server sends (closedWith()).
  */
 
 const s = useBroker({ mqttMaxQos: 1, mqttRetainAvailable: false })
@@ -137,7 +140,7 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
   })
 
   for (const bad of [...BAD_UTF8, { name: 'U+0000', bytes: Buffer.from([0x61, 0, 0x62]) }]) {
-    it(`[MQTT-3.1.3-4] [MQTT-1.5.4-1] [MQTT-1.5.4-2] a client id with ${bad.name}: closed unaccepted (CONNACK 0x81/0x85 if any)`, async () => {
+    it(`[MQTT-3.1.3-4] [MQTT-3.1.3-8] [MQTT-1.5.4-1] [MQTT-1.5.4-2] a client id with ${bad.name}: closed unaccepted (CONNACK 0x81/0x85 if any)`, async () => {
       await refused(v5Connect({ clientId: bad.bytes }), [0x81, 0x85])
     })
   }
