@@ -6,7 +6,8 @@ import { ClientSession, type Version } from './session-model/subscriber.js'
 
 /**
  * The session state machine against a model (session-model/model.ts): random connects (clean or resumed,
- * persistent or not, MQTT 3.1.1 or 5), disconnects, kill -9 of the broker and restart on the same data
+ * persistent or not, MQTT 3.1.1 or 5, v5 with a receive maximum of 1-3 or none), disconnects (normal,
+ * dropped, v5 with session expiry 0 at DISCONNECT), kill -9 of the broker and restart on the same data
  * directory, subscribes, unsubscribes, publishes at QoS 0/1/2 from another client, and acknowledgements
  * (PUBACK, PUBREC, PUBCOMP) held back and given. Invariants:
  * - nothing acknowledged to the publisher is lost for the session at QoS 1/2 (MQTT-4.3.2/4.3.3, 4.4.0-1: resent
@@ -16,7 +17,8 @@ import { ClientSession, type Version } from './session-model/subscriber.js'
  * - order kept per topic and QoS (§4.6: first deliveries in publish order);
  * - a resumed session completes what was in flight: every unacknowledged QoS 1 id is resent, every QoS 2 id
  *   released (MQTT-4.4.0-1); session present as the model says (MQTT-3.2.2-2); on the own core also DUP 1
- *   on resends (MQTT-3.3.1-1) and session present for an empty session (see Model.strict).
+ *   on resends (MQTT-3.3.1-1) and session present for an empty session (see Model.strict); never a new
+ *   QoS 1/2 message beyond the client's receive maximum (MQTT-3.3.4-9).
  * Each run has its own client id and topics on one broker; a crash restarts it (at most one per run, and
  * TETRA_MODEL_CRASHES per case). TETRA_MODEL_RUNS and TETRA_MODEL_SEED widen or replay a case;
  * TETRA_MODEL_STATS=1 prints what the runs exercised (messages owed, delivered, resent; crashes).

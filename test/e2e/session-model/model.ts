@@ -140,6 +140,20 @@ export class Disconnect implements Cmd {
   toString (): string { return this.normal ? 'disconnect' : 'drop connection' }
 }
 
+/** v5: DISCONNECT with session expiry 0 ends a session that would have outlived the connection. */
+class DisconnectEndingSession implements Cmd {
+  check (m: Readonly<Model>): boolean { return m.connected && m.lastVersion === 5 && m.session!.persistent }
+  async run (m: Model, r: Real): Promise<void> {
+    await r.sub!.disconnect(0)
+    r.sub = null
+    m.session!.persistent = false
+    connectionGone(m, r)
+    await r.broker.settle(1)
+  }
+
+  toString (): string { return 'disconnect(session expiry 0)' }
+}
+
 class Crash implements Cmd {
   // only where it tells something: a session that must survive it (each crash costs a broker start)
   check (m: Readonly<Model>): boolean { return m.crashes < MAX_CRASHES_PER_RUN && m.crashBudget.left > 0 && m.session !== null && m.session.persistent }
@@ -261,6 +275,7 @@ export function commandArbitraries (versions: Version[]): Array<fc.Arbitrary<Cmd
     connect,
     fc.boolean().map(normal => new Disconnect(normal)),
     fc.boolean().map(normal => new Disconnect(normal)),
+    ...(versions.includes(5) ? [fc.constant(new DisconnectEndingSession())] : []),
     fc.constant(new Crash()),
     subscribeArbitrary,
     topic.map(t => new Unsubscribe(t)),

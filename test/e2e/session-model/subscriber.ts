@@ -207,9 +207,14 @@ export class Subscriber {
     await this.request({ cmd: 'unsubscribe', unsubscriptions: [topic] })
   }
 
-  /** A normal DISCONNECT (v5 reason 0: the will is not sent, the session expiry stays), then the close. */
-  async disconnect (): Promise<void> {
-    this.write({ cmd: 'disconnect' })
+  /**
+   * A normal DISCONNECT (v5 reason 0: the will is not sent), then the close. v5: `sessionExpiry` changes the
+   * session's expiry interval at DISCONNECT (§3.14.2.2.2; 0 ends the session now).
+   */
+  async disconnect (sessionExpiry?: number): Promise<void> {
+    this.write(this.version === 5 && sessionExpiry !== undefined
+      ? { cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: sessionExpiry } }
+      : { cmd: 'disconnect' })
     this.socket.end()
     await this.closedPromise
   }
