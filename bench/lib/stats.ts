@@ -10,7 +10,10 @@ export function latencySummary (samplesMs: number[]): { p50Ms: number, p99Ms: nu
   return { p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), p999Ms: percentile(sorted, 99.9) }
 }
 
+/** The middle value; of an even count, the mean of the two middle ones (2 rounds: their mean, not the larger). */
 export function median (values: number[]): number {
   const s = [...values].sort((a, b) => a - b)
-  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]
+  if (s.length === 0) return NaN
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
 }

@@ -12,6 +12,7 @@
  *     --trace-gc       count and time the broker's garbage collections during the measured run
  *     --v5             MQTT 5 clients
  *     --top N          functions listed (default 30)
+ *     --interval US    sampling interval of the profiler in µs (default 1000)
  *     --keep DIR       copy the .cpuprofile there (open it in Chrome DevTools)
  */
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -25,7 +26,29 @@ import type { ProtocolVersion } from './client.js'
 
 interface CallFrame { functionName: string, url: string, lineNumber: number }
 interface ProfileNode { id: number, callFrame: CallFrame, hitCount?: number, children?: number[] }
-interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[] }
+interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[], timeDeltas: number[] }
+
+/** Now on the clock a V8 profile's timestamps use (CLOCK_MONOTONIC, µs; so does process.hrtime). */
+function monotonicUs (): number {
+  return Number(process.hrtime.bigint() / 1000n)
+}
+
+/**
+ * Hit counts of the samples taken within [fromUs, toUs] only, so that start-up, module loading and the
+ * warm-up are left out of the summary.
+ */
+function windowed (profile: CpuProfile, fromUs: number, toUs: number): CpuProfile {
+  const hits = new Map<number, number>()
+  let t = profile.startTime
+  const kept: number[] = []
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i]
+    if (t < fromUs || t > toUs) continue
+    kept.push(profile.samples[i])
+    hits.set(profile.samples[i], (hits.get(profile.samples[i]) ?? 0) + 1)
+  }
+  return { ...profile, samples: kept, nodes: profile.nodes.map(n => ({ ...n, hitCount: hits.get(n.id) ?? 0 })) }
+}
 
 type Mode = 'fanin' | 'fanout-100' | 'fanout-1000' | 'qos1' | 'qos1-session' | 'latency'
 
@@ -78,11 +101,37 @@ function summarize (profile: CpuProfile, top: number): string {
   }
   const busy = total - idle
   const pct = (h: number): string => `${(100 * h / busy).toFixed(1)}%`
-  const lines = [`${busy} busy samples of ${total} (the profile covers the warm-up too)`, 'self time by module:']
+  const lines = [`${busy} busy samples of ${total} in the measured run`, 'self time by module:']
   for (const [k, h] of [...modules.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
   lines.push('top self-time functions:')
-  for (const [k, h] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
+  const ranked = [...self.entries()].sort((a, b) => b[1] - a[1])
+  for (const [k, h] of ranked.slice(0, top)) lines.push(`  ${pct(h).padStart(6)}  ${k}`)
+  // who calls the heaviest ones (Buffer copies, writes and the collector are only actionable with their callers)
+  const callers = callersOf(profile)
+  lines.push('callers of the top 10 (share of that function\'s self time):')
+  for (const [k, h] of ranked.slice(0, 10)) {
+    const by = [...(callers.get(k) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1]).slice(0, 3)
+    lines.push(`  ${k}: ${by.map(([c, n]) => `${(100 * n / h).toFixed(0)}% ${c}`).join('; ')}`)
+  }
   return lines.join('\n')
+}
+
+/** For each function, the self hits it had under each direct caller (the garbage collector: where it interrupted). */
+function callersOf (profile: CpuProfile): Map<string, Map<string, number>> {
+  const parent = new Map<number, ProfileNode>()
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n)
+  const out = new Map<string, Map<string, number>>()
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0
+    if (hits === 0) continue
+    const p = parent.get(n.id)
+    const key = where(n.callFrame)
+    const caller = p === undefined ? '(root)' : where(p.callFrame)
+    const m = out.get(key) ?? new Map<string, number>()
+    m.set(caller, (m.get(caller) ?? 0) + hits)
+    out.set(key, m)
+  }
+  return out
 }
 
 /** `--trace-gc` lines of the broker: kind and pause of each collection. */
@@ -126,7 +175,8 @@ async function main (): Promise<void> {
   const profDir = mkdtempSync(join(tmpdir(), 'tetra-prof-'))
   const dataDir = mkdtempSync(join(tmpdir(), 'tetra-bench-'))
   // the semi-space flag given on the command line, so the broker does not re-spawn itself and this is the process that serves
-  const nodeArgs = [`--max-semi-space-size=${semi}`, ...(prof ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), ...(traceGc ? ['--trace-gc'] : [])]
+  const interval = option(args, '--interval')
+  const nodeArgs = [`--max-semi-space-size=${semi}`, ...(prof ? ['--cpu-prof', '--cpu-prof-dir', profDir, ...(interval === undefined ? [] : ['--cpu-prof-interval', interval])] : []), ...(traceGc ? ['--trace-gc'] : [])]
   const broker = await startListening<{ mqttPort: number, httpPort: number }>(join(ROOT, 'dist/src/cli.js'),
     ['--mqtt-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'info'], nodeArgs)
   const gc: GcEvent[] = []
@@ -138,12 +188,16 @@ async function main (): Promise<void> {
   })
   let result: LoadResult
   let cpuMs: number
+  let fromUs = 0
+  let toUs = 0
   try {
     const loadgen = join(ROOT, 'dist/bench/mqtt/loadgen.js')
     await runNodeScript<LoadResult>(loadgen, [JSON.stringify(paramsOf(mode, broker.info.mqttPort, Math.ceil(count / 5), version))], { tsx: false })
     const before = cpuTimeMs(broker.pid) ?? 0
     counting = true
+    fromUs = monotonicUs()
     result = await runNodeScript<LoadResult>(loadgen, [JSON.stringify(paramsOf(mode, broker.info.mqttPort, count, version))], { tsx: false })
+    toUs = monotonicUs()
     counting = false
     cpuMs = (cpuTimeMs(broker.pid) ?? 0) - before
   } finally {
@@ -159,7 +213,7 @@ async function main (): Promise<void> {
     if (file === undefined) throw new Error(`no profile written in ${profDir}`)
     if (keep !== undefined) copyFileSync(join(profDir, file), join(keep, `tetra-${mode}.cpuprofile`))
     const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile
-    process.stdout.write(summarize(profile, top) + '\n')
+    process.stdout.write(summarize(windowed(profile, fromUs, toUs), top) + '\n')
   }
   rmSync(profDir, { recursive: true, force: true })
 }
