@@ -22,6 +22,8 @@ describe('dashboard routes', () => {
     const page = await fetch(`${broker.url}/`)
     expect(page.status).toBe(200)
     expect(page.headers.get('cache-control')).toBe('no-cache')
+    // the browser itself keeps the page to the broker: no script, style, image or connection from elsewhere
+    expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'.*connect-src 'self'/)
     const html = await page.text()
     const script = /src="\/assets\/(app-[A-Za-z0-9]+\.js)"/.exec(html)?.[1]
     expect(script).toBeDefined()

@@ -61,6 +61,13 @@ async function sendAsset (request: FastifyRequest, reply: FastifyReply, asset: A
   return await reply.send(asset.body)
 }
 
+/**
+ * The page may load and connect only to the broker itself (its files, its API, its /mqtt WebSocket): the
+ * browser enforces that no request leaves it. Styles set from script (element.style) are not inline styles;
+ * MQTT.js keeps its timers in a worker it makes from a blob.
+ */
+const CSP = "default-src 'none'; script-src 'self'; worker-src blob:; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
 const NOT_BUILT = Buffer.from('<!doctype html><meta charset="utf-8"><title>Tetra</title><h1>Tetra</h1><p>The dashboard is not built: run <code>npm run build</code>.</p>')
 
 /**
@@ -88,7 +95,10 @@ export function registerDashboardRoutes (app: FastifyInstance, ctx: HttpContext)
 
   const open = { open: 'the dashboard\'s page and files: code, no data (the API checks every request the page makes)' }
   // the page itself is revalidated on each visit (it names the current files); the files are named by their content
-  app.get('/', { schema: { hide: true }, config: { acl: open } }, async (request, reply) => await sendAsset(request, reply, page, 'no-cache'))
+  app.get('/', { schema: { hide: true }, config: { acl: open } }, async (request, reply) => {
+    void reply.header('content-security-policy', CSP)
+    return await sendAsset(request, reply, page, 'no-cache')
+  })
   app.get<{ Params: { file: string } }>('/assets/:file', { schema: { hide: true }, config: { acl: open } }, async (request, reply) => {
     const asset = assets.get(request.params.file)
     if (asset === undefined) return await sendProblem(reply, problem(404, `no dashboard file ${request.params.file}`))

@@ -123,7 +123,11 @@ function QueueDetail ({ name }: { name: string }): JSX.Element {
         </Card>}
       </div>
       {confirm === 'delete' && <Confirm text={`Delete queue ${name} with every message it holds? This cannot be undone.`} name={name} action="Delete queue" onCancel={() => { setConfirm(null) }}
-        onConfirm={() => { setConfirm(null); void act(async () => { await json(q(name), { method: 'DELETE' }); location.hash = '#/queues' }, `queue ${name} deleted`) }} />}
+        onConfirm={() => {
+          // leave the view first: its refreshes would ask for a queue that is going
+          location.hash = '#/queues'
+          void act(async () => { await json(q(name), { method: 'DELETE' }) }, `queue ${name} deleted`)
+        }} />}
       {confirm === 'purge' && <Confirm text={`Purge every waiting message of queue ${name}?`} name={name} action="Purge" onCancel={() => { setConfirm(null) }}
         onConfirm={() => { setConfirm(null); void act(async () => { const r = await json<{ purged: number }>(`${q(name)}/messages`, { method: 'DELETE' }); return r }, 'purged').then(afterChange) }} />}
       {confirm === 'purge-dead' && <Confirm text={`Purge the dead letters of queue ${name}?`} name={name} action="Purge dead letters" onCancel={() => { setConfirm(null) }}

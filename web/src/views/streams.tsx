@@ -83,7 +83,11 @@ function StreamDetail ({ name }: { name: string }): JSX.Element {
       <Groups name={name} tick={tick} admin={admin} />
       {admin && <StreamSettingsForm name={name} settings={stream.settings} onSaved={reload} />}
       {confirm && <Confirm text={`Delete stream ${name}, its messages and its consumer groups? This cannot be undone.`} name={name} action="Delete stream" onCancel={() => { setConfirm(false) }}
-        onConfirm={() => { setConfirm(false); void act(async () => { await json(s(name), { method: 'DELETE' }); location.hash = '#/streams' }, `stream ${name} deleted`) }} />}
+        onConfirm={() => {
+          // leave the view first: its refreshes would ask for a stream that is going
+          location.hash = '#/streams'
+          void act(async () => { await json(s(name), { method: 'DELETE' }) }, `stream ${name} deleted`)
+        }} />}
     </div>
   )
 }
