@@ -134,6 +134,8 @@ export function expirySeconds (message: BusMessage, now: number): number | undef
 // ---- the shared bytes of QoS 0 deliveries -------------------------------------------------------------
 
 let cachedMessage: BusMessage | null = null
+/** One fields object reused for every shared encoding (no allocation per message). */
+const qos0Fields: PublishFields = { version: 4, topic: '', qos: 0, retain: false, dup: false, packetId: 0 }
 /** Slots: v4 retain 0, v4 retain 1, v5 retain 0, v5 retain 1. */
 const cachedBytes: Array<Buffer | null> = [null, null, null, null]
 const cachedExpiry: Array<number | undefined> = [undefined, undefined, undefined, undefined]
@@ -151,7 +153,12 @@ export function sharedQos0 (delivery: Delivery, version: 4 | 5, expiry: number |
   const slot = (version === 5 ? 2 : 0) + (delivery.retain ? 1 : 0)
   const hit = cachedBytes[slot]
   if (hit !== null && (version === 4 || cachedExpiry[slot] === expiry)) return hit
-  const bytes = encodePublish(message, { version, topic: message.topic, qos: 0, retain: delivery.retain, dup: false, packetId: 0, ...(version === 5 && expiry !== undefined ? { expirySeconds: expiry } : {}) })
+  const fields = qos0Fields
+  fields.version = version
+  fields.topic = message.topic
+  fields.retain = delivery.retain
+  fields.expirySeconds = version === 5 ? expiry : undefined
+  const bytes = encodePublish(message, fields)
   cachedBytes[slot] = bytes
   cachedExpiry[slot] = expiry
   return bytes

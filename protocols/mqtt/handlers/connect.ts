@@ -98,7 +98,8 @@ export async function handleConnect (c: Connection, packet: Connect): Promise<vo
         if (willProps.correlationData !== undefined) properties.correlationData = willProps.correlationData
         if (willProps.userProperties !== undefined) properties.userProperties = willProps.userProperties
         if (Object.keys(properties).length > 0) message.properties = properties
-        if (willProps.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + (willProps.willDelayInterval ?? 0) * 1000 + willProps.messageExpiryInterval * 1000
+        // the will's Message Expiry Interval counts from its publication, which the bus's absolute expiresAt
+        // cannot say at CONNECT: it is not kept (the will does not expire)
       }
       will = { message, delay: willProps?.willDelayInterval ?? 0 }
     }
