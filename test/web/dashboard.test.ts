@@ -183,6 +183,13 @@ suite('dashboard in Chromium', () => {
     await page.getByRole('button', { name: 'Read' }).click()
     await expect.poll(async () => await rows.evaluateAll(trs => trs.map(tr => Number(tr.getAttribute('data-offset'))))).toEqual([3, 4, 5])
 
+    // the live tail: a message appended now shows up
+    await page.getByRole('button', { name: 'Follow' }).click()
+    await page.getByText('following').waitFor()
+    await append({ order: 'live' })
+    await page.locator('tr[data-offset="6"]', { hasText: 'live' }).waitFor()
+    await page.getByRole('button', { name: 'Stop' }).click()
+
     const committed = async (): Promise<number> => (await json<{ committed: number }>(await fetch(`${broker.url}/v1/streams/dash-orders/groups/billing`))).committed
     const group = page.locator('tr[data-group="billing"]')
     await group.getByRole('button', { name: 'Seek' }).click()
@@ -230,6 +237,13 @@ suite('dashboard in Chromium', () => {
     await page.getByRole('button', { name: 'Find' }).click()
     await page.locator('ul.mono li', { hasText: 'dash/new/1' }).waitFor()
 
+    // bytes that are not text show as a hex dump
+    expect((await fetch(`${broker.url}/v1/store/keys/dash/new/bin`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from([0, 1, 2, 0xff, 0xfe]) })).status).toBe(200)
+    await page.locator('input[name="prefix"]').fill('dash/new/')
+    await page.getByRole('button', { name: 'List' }).click()
+    await page.locator('tr[data-key="dash/new/bin"] a').click()
+    await page.locator('pre.payload.hex', { hasText: '00 01 02 ff fe' }).waitFor()
+    await page.locator('tr[data-key="dash/new/1"] a').click()
     await page.locator('.editor').getByRole('button', { name: 'Delete' }).click()
     await page.locator('input[name="confirm"]').fill('dash/new/1')
     await page.getByRole('button', { name: 'Delete key' }).click()
