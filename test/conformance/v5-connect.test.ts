@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
 import type { IConnackPacket, IDisconnectPacket, ISubackPacket, Packet } from 'mqtt-packet'
 import { BAD_UTF8, P, RawClient, field, packet, prop, props, rawConnect, rawPublish } from './raw-client.js'
+import { startTestBroker } from '../helpers.js'
 import { closedWith, collect, fresh, refusedConnect, untilMarker, useBroker } from './support.js'
 
 /**
@@ -325,6 +326,19 @@ describe('MQTT 5 PINGREQ, DISCONNECT, fixed header flags', () => {
     c.sendBytes(packet(0xc2))
     await closedWith(c, [0x81])
     expect(c.received.filter(p => p.cmd === 'pingresp')).toEqual([])
+  })
+
+  it('§3.14.2.1 [MQTT-3.14.4-2] at shutdown a connected MQTT 5 client gets DISCONNECT 0x8B (or 0x9C) and the connection is closed', async () => {
+    // a broker of its own: this one is shut down
+    const own = await startTestBroker({ mqttConnectRate: 0, mqttSysIntervalMs: 0 })
+    const { client } = await RawClient.connect(own.mqtt.port, 5, { clientId: fresh('bye') }).catch(async err => {
+      await own.stop()
+      throw err
+    })
+    const stopping = own.stop()
+    await closedWith(client, [0x8b, 0x9c])
+    await stopping
+    expect(client.received.filter(p => p.cmd === 'disconnect')).toHaveLength(1)
   })
 
   it('[MQTT-3.14.1-1] a DISCONNECT with a reserved flag set is malformed: the connection is closed', async () => {

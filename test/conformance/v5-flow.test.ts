@@ -82,6 +82,27 @@ describe('MQTT 5 Receive Maximum', () => {
   })
 })
 
+describe('MQTT 5 Receive Maximum at QoS 2', () => {
+  it('[MQTT-4.9.0-2] a QoS 2 delivery holds its slot until PUBCOMP (not PUBREC): with Receive Maximum 1 the next comes only after it', async () => {
+    const topic = fresh('flow2/')
+    const c = await s.raw(5, { properties: { receiveMaximum: 1 } })
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 2 }, { topic: `${topic}/marker`, qos: 0 }] })
+    await c.next('suback')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'one', { qos: 2 })
+    await pub.publishAsync(topic, 'two', { qos: 2 })
+    const first = await c.next('publish') as IPublishPacket
+    expect(first.payload.toString()).toBe('one')
+    c.send({ cmd: 'pubrec', messageId: first.messageId! })
+    await c.next('pubrel')
+    await pub.publishAsync(`${topic}/marker`, 'm', { qos: 0 })
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}/marker`)
+    expect(c.pending('publish'), 'a second QoS 2 PUBLISH before the first\'s PUBCOMP').toEqual([])
+    c.send({ cmd: 'pubcomp', messageId: first.messageId! })
+    expect((await c.next('publish') as IPublishPacket).payload.toString()).toBe('two')
+  })
+})
+
 describe('MQTT 5 Maximum Packet Size', () => {
   it('§3.2.2.3.6 a PUBLISH larger than the server\'s Maximum Packet Size: DISCONNECT 0x95 and close', async () => {
     const c = await s.raw(5)
