@@ -120,7 +120,11 @@ function App (): JSX.Element {
         </nav>
         <div class="who">
           {session?.info.mode === 'readonly' && <span class="badge">read-only</span>}
-          {session !== null && session.who !== null && session.who.kind !== 'open' && <>
+          {session !== null && session.who !== null && session.who.kind === 'anonymous' && <>
+            <span>anonymous</span>
+            <button class="link" onClick={() => { setPhase({ kind: 'login' }) }}>Sign in</button>
+          </>}
+          {session !== null && session.who !== null && session.who.kind !== 'open' && session.who.kind !== 'anonymous' && <>
             <span>{session.who.name ?? session.who.kind}</span>
             <button class="link" onClick={signOut}>Sign out</button>
           </>}
