@@ -14,7 +14,8 @@ const json = async <T>(res: Response): Promise<T> => await res.json() as T
 const post = async (broker: TestBroker, path: string, body: unknown): Promise<Response> =>
   await fetch(broker.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
-suite('dashboard in Chromium', () => {
+// generous bounds: the suite shares 2 cores with the other test files in CI
+suite('dashboard in Chromium', { timeout: 90_000 }, () => {
   let broker: TestBroker
   let browser: Browser
   const pages: WatchedPage[] = []
