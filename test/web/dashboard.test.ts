@@ -56,7 +56,7 @@ suite('dashboard in Chromium', { timeout: 90_000 }, () => {
     } finally {
       await client.endAsync()
     }
-    await waitFor(async () => Number(await figure.textContent()) >= before + 5, 8000, 'the overview counter to move')
+    await waitFor(async () => Number(await figure.textContent()) >= before + 5, 20_000, 'the overview counter to move')
     await screenshot(w.page, 'overview')
     // idle: the page's requests over the next 4 s (the counters come over the one open stream)
     const from = Date.now()
