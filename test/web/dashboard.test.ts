@@ -317,11 +317,15 @@ suite('dashboard in Chromium', { timeout: 90_000 }, () => {
       expect(await w.page.locator('nav a.active').textContent(), hash).toBe(nav)
     }
     await screenshot(w.page, 'stream')
-    // the overview again, with the traffic of the tests before (README's picture)
-    await w.page.goto(`${broker.url}/#/overview`)
-    await w.page.locator('[data-figure="uptime"]').waitFor()
-    await w.page.waitForTimeout(300)
-    await screenshot(w.page, 'overview-traffic')
+    // the overview again, with the traffic of the tests before and a device connected (README's picture)
+    const device = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'sensor-1', reconnectPeriod: 0 })
+    try {
+      await w.page.goto(`${broker.url}/#/overview`)
+      await w.page.locator('[data-figure="mqtt"]', { hasText: 'MQTT clients (TCP 1)' }).waitFor()
+      await screenshot(w.page, 'overview-traffic')
+    } finally {
+      await device.endAsync()
+    }
     await done(w)
 
     const phone = await open('#/queues/dash-jobs', { width: 390, height: 844, colorScheme: 'dark' })
