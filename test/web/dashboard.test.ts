@@ -340,9 +340,10 @@ suite('dashboard in Chromium', { timeout: 90_000 }, () => {
     await done(phone)
   })
 
-  it('sign in with a token that may only read: the write actions are absent, and refused by the API', async () => {
+  it('sign in with a user and password, then with a token that may only read: the write actions are absent, and refused by the API', async () => {
     const dir = tempDir('tetra-dash-auth-')
     const auth = await writeAuthFile(dir.dir, {
+      users: [{ name: 'ada', password: 'ada-secret', roles: ['read'] }],
       tokens: [{ name: 'ops', roles: ['all'] }, { name: 'reader', roles: ['read'] }],
       roles: {
         all: [
@@ -370,7 +371,14 @@ suite('dashboard in Chromium', { timeout: 90_000 }, () => {
 
       const w = await open('#/queues/orders', {}, secured)
       const { page } = w
-      // a wrong token first: the page says so
+      // a user and its password
+      await page.locator('input[name="user"]').fill('ada')
+      await page.locator('input[name="password"]').fill('ada-secret')
+      await page.getByRole('button', { name: 'Sign in' }).click()
+      await page.locator('[data-figure="ready"]').waitFor()
+      expect(await page.locator('header.top .who').textContent()).toContain('ada')
+      await page.getByRole('button', { name: 'Sign out' }).click()
+      // a wrong token: the page says so
       await page.getByRole('tab', { name: 'Token' }).click()
       await page.locator('input[name="token"]').fill('not-a-token')
       await page.getByRole('button', { name: 'Sign in' }).click()
