@@ -14,8 +14,6 @@ import { closedWith, collect, fresh, untilMarker, useBroker } from './support.js
  *   maximum packet size): see v5-connect's [MQTT-3.1.2-29] for when they may be sent at all.
  * - [MQTT-4.8.2-4], [MQTT-4.8.2-5] (a shared message owed to a client that went away): need the client's
  *   session to end at a chosen moment mid-delivery; the bus's own tests hold the shared-group queueing.
- * - [MQTT-4.8.2-6] (PUBACK 0x80+ from a shared member: not sent to another) needs a client that refuses;
- *   tested with a raw client below.
  */
 
 const s = useBroker()
