@@ -251,6 +251,33 @@ describe('MQTT 5 subscription identifiers', () => {
   })
 })
 
+describe('MQTT 5 subscription identifiers on retained and queued messages', () => {
+  it('[MQTT-3.3.4-3] a retained message sent at SUBSCRIBE carries the subscription\'s identifier', async () => {
+    const topic = fresh('sid-ret/')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'kept', { qos: 1, retain: true })
+    const { c } = await subscribed([{ topic, qos: 1 }], { subscriptionIdentifier: 42 })
+    const p = await c.next('publish') as IPublishPacket
+    expect([p.retain, p.properties?.subscriptionIdentifier]).toEqual([true, 42])
+    await pub.publishAsync(topic, '', { qos: 1, retain: true })
+  })
+
+  it('[MQTT-3.3.4-3] a message queued for an offline session carries the subscription\'s identifier at reconnect', async () => {
+    const topic = fresh('sid-q/')
+    const id = fresh('sidq')
+    const away = await s.raw(5, { clientId: id, properties: { sessionExpiryInterval: 60 } })
+    away.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }], properties: { subscriptionIdentifier: 77 } })
+    await away.next('suback')
+    away.disconnect()
+    await away.closed
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'queued', { qos: 1 })
+    const c = await s.raw(5, { clientId: id, clean: false, properties: { sessionExpiryInterval: 0 } })
+    const p = await c.next('publish') as IPublishPacket
+    expect([p.payload.toString(), p.properties?.subscriptionIdentifier]).toEqual(['queued', 77])
+  })
+})
+
 describe('MQTT 5 UNSUBSCRIBE', () => {
   it('[MQTT-3.10.1-1] fixed header flags other than 0010 are malformed: close', async () => {
     const c = await s.raw(5)
