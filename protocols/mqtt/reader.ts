@@ -96,9 +96,14 @@ export class PacketReader {
   private fast (chunk: Buffer, first: number, start: number, end: number): boolean {
     const type = first >> 4
     if (type === 3) return this.publish(chunk, first, start, end)
-    if (end - start === 2 && (first === 0x40 || first === 0x50 || first === 0x62 || first === 0x70)) {
+    const length = end - start
+    // an acknowledgement: the id, and in v5 a reason code (with an empty property length) or nothing (0x00)
+    if ((length === 2 || (this.version === 5 && (length === 3 || (length === 4 && chunk[start + 3] === 0)))) &&
+      (first === 0x40 || first === 0x50 || first === 0x62 || first === 0x70)) {
       const cmd = first === 0x40 ? 'puback' : first === 0x50 ? 'pubrec' : first === 0x62 ? 'pubrel' : 'pubcomp'
-      this.events.packet({ cmd, messageId: chunk.readUInt16BE(start) } as mqttPacket.Packet)
+      const packet = { cmd, messageId: chunk.readUInt16BE(start) } as mqttPacket.IPubackPacket
+      if (this.version === 5) packet.reasonCode = length === 2 ? 0 : chunk[start + 2]
+      this.events.packet(packet as mqttPacket.Packet)
       return true
     }
     if (first === 0xc0 && end === start) {
