@@ -400,6 +400,24 @@ describe('MQTT 5 topic filters and shared subscriptions', () => {
     for (const g of got) expect(g.qos).toBe(g.who === 'a' ? 0 : 1)
   })
 
+  it('§4.8.2 retained messages are not sent when a shared subscription is established; the subscription is removed by UNSUBSCRIBE with its full filter', async () => {
+    const topic = fresh('shared-ret/')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'kept', { qos: 1, retain: true })
+    const { c, ack } = await subscribed([{ topic: `$share/rg/${topic}`, qos: 1 }, { topic: `${topic}-marker`, qos: 0 }])
+    expect(ack.granted).toEqual([1, 0])
+    await pub.publishAsync(`${topic}-marker`, 'm')
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}-marker`)
+    expect(c.pending('publish')).toEqual([])
+    c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: [`$share/rg/${topic}`] })
+    expect((await c.next('unsuback') as IUnsubackPacket).granted).toEqual([0x00])
+    await pub.publishAsync(topic, 'after', { qos: 1 })
+    await pub.publishAsync(`${topic}-marker`, 'm2')
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}-marker`)
+    expect(c.pending('publish')).toEqual([])
+    await pub.publishAsync(topic, '', { qos: 1, retain: true })
+  })
+
   it('[MQTT-4.8.2-6] a shared message refused by its member (PUBACK 0x80) is not sent to another member', async () => {
     const topic = fresh('shared-refuse/')
     const a = await subscribed([{ topic: `$share/r/${topic}`, qos: 1 }, { topic: `${topic}-marker`, qos: 0 }])
