@@ -108,8 +108,8 @@ export async function refusedConnect (suite: Suite, bytes: Buffer, allowed: numb
  * [MQTT-4.13.1-1], and a DISCONNECT, if sent, carries one of `codes`, a DISCONNECT reason code
  * [MQTT-3.14.2-1] and no Session Expiry Interval [MQTT-3.14.2-2].
  */
-export async function closedWith (c: RawClient, codes: number[]): Promise<void> {
-  await c.awaitClose()
+export async function closedWith (c: RawClient, codes: number[], timeoutMs?: number): Promise<void> {
+  await c.awaitClose(timeoutMs)
   for (const d of c.received.filter((p): p is IDisconnectPacket => p.cmd === 'disconnect')) {
     expect(codes, `DISCONNECT 0x${(d.reasonCode ?? 0).toString(16)}`).toContain(d.reasonCode ?? 0)
     expect(DISCONNECT_CODES).toContain(d.reasonCode ?? 0)

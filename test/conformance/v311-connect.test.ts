@@ -115,7 +115,7 @@ describe('MQTT 3.1.1 CONNECT / CONNACK', () => {
     const c = await s.rawOpen(4)
     c.sendBytes(rawConnect({ clientId: fresh('ka'), keepalive: 1 }))
     expect((await c.next('connack') as IConnackPacket).returnCode).toBe(0)
-    await c.awaitClose(5000)
+    await c.awaitClose(8000)
   })
 
   it('[MQTT-3.1.2-24] keep alive 1 s kept by PINGREQs: the connection stays open', async () => {

@@ -105,7 +105,7 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     c.sendBytes(v5Connect({ keepalive: 1 }))
     const ack = await c.next('connack') as IConnackPacket
     const keepAlive = ack.properties?.serverKeepAlive ?? 1
-    await closedWith(c, [0x8d])
+    await closedWith(c, [0x8d], 8000)
     expect(keepAlive).toBeGreaterThan(0)
   }, 15_000)
 
@@ -115,7 +115,7 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     try {
       const { client, connack } = await RawClient.connect(own.mqtt.port, 5, { clientId: fresh('ska'), keepalive: 60 })
       expect(connack.properties?.serverKeepAlive).toBe(1)
-      await closedWith(client, [0x8d])
+      await closedWith(client, [0x8d], 8000)
     } finally {
       await own.stop()
     }
