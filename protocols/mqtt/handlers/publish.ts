@@ -82,6 +82,12 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
     routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
     routingFrom(null)
+    if (durable === undefined && c.ackTail === null) {
+      // kept nowhere and nothing before it waits: acknowledged at once, no closure made
+      c.inboundQos1--
+      c.send(ackBytes(c, 'puback', id, RC.success))
+      return
+    }
     c.ackAfter(durable, () => {
       c.inboundQos1--
       c.send(ackBytes(c, 'puback', id, RC.success))
