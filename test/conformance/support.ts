@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect } from 'vitest'
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet'
 import type { Config } from '../../src/config.js'
@@ -29,6 +29,13 @@ export function useBroker (overrides: Partial<Config> = {}): Suite {
   const clients: MqttClient[] = []
   const raws: RawClient[] = []
   beforeAll(async () => { broker = await startTestBroker({ mqttConnectRate: 0, ...overrides }) })
+  // every packet the server sent in a test parsed (its format, [MQTT-2.2.2-1] property lengths...)
+  let checked = 0
+  afterEach(() => {
+    const added = raws.slice(checked)
+    checked = raws.length
+    for (const r of added) expect(r.parseError, 'a packet from the server that mqtt-packet could not parse').toBeUndefined()
+  })
   afterAll(async () => {
     for (const r of raws) r.destroy()
     await Promise.all(clients.map(async c => { await c.endAsync(true) }))
