@@ -71,7 +71,7 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
   }
   if (qos === 0) {
     const raw = (packet as RawPublish).raw
-    if (raw !== undefined) primeQos0(message, raw)
+    if (raw !== undefined && message.properties === undefined && message.expiresAt === undefined) primeQos0(message, c.v5 ? 5 : 4, raw)
     routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
     routingFrom(null)
