@@ -168,6 +168,8 @@ describe('MQTT 5 PUBLISH', () => {
     await pub.publishAsync('sizes/t', 'small', { qos: 1 })
     const publish = await client.next<mqttPacket.IPublishPacket>('publish')
     expect(publish.payload.toString()).toBe('small')
+    const metrics = await (await fetch(`${broker.url}/metrics`)).text()
+    expect(metrics).toMatch(/^tetra_mqtt_dropped_total\{reason="packet_size"\} [1-9]/m)
   })
 
   it('[MQTT-3.2.2-15] maximum packet size of the broker: a larger packet gets DISCONNECT 0x95', async () => {
