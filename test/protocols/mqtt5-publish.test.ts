@@ -202,6 +202,31 @@ describe('MQTT 5 PUBLISH', () => {
   })
 })
 
+describe('a QoS 0 subscriber that does not read', () => {
+  it('loses QoS 0 messages past its send buffer (counted), holds publishers back only briefly, and the broker stays up', async () => {
+    const own = await startTestBroker({ mqttSysIntervalMs: 0 })
+    try {
+      const { client: stalled } = await clients.raw(own.mqtt.port, { clientId: 'stalled', keepalive: 0 }, 4)
+      stalled.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] })
+      await stalled.next('suback')
+      stalled.socket.pause()
+      const pub = await clients.connect(own.mqttUrl, { protocolVersion: 4 })
+      const chunk = Buffer.alloc(256 * 1024, 1)
+      // 48 MB to a reader that takes nothing: more than the kernel's buffers and the 16 MB send buffer
+      for (let i = 0; i < 192; i++) await pub.publishAsync('flood/t', chunk, { qos: 0 })
+      await waitFor(async () => /^tetra_mqtt_dropped_total\{reason="send_buffer"\} [1-9]/m.test(await (await fetch(`${own.url}/metrics`)).text()), 10_000, 'dropped messages counted')
+      // the publisher was not held for good: a QoS 1 round trip on another topic still works
+      const other = await clients.connect(own.mqttUrl)
+      const got = collect(other)
+      await other.subscribeAsync('after/flood', { qos: 1 })
+      await pub.publishAsync('after/flood', 'ok', { qos: 1 })
+      await waitFor(() => got.length === 1, 5000, 'a message after the flood')
+    } finally {
+      await own.stop()
+    }
+  }, 30_000)
+})
+
 describe('MQTT 5 PUBLISH under --mqtt-max-qos 1 and --mqtt-retain-available false', () => {
   let limited: TestBroker
   beforeAll(async () => { limited = await startTestBroker({ mqttSysIntervalMs: 0, mqttMaxQos: 1, mqttRetainAvailable: false }) })
