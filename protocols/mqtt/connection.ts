@@ -79,6 +79,8 @@ export class Connection implements GatePeer {
   /** Publishers paused for this connection (a subscriber) to drain. */
   readonly slowFor = new Set<Connection>()
   private keepAliveTimer: NodeJS.Timeout | null = null
+  /** The keep alive in force, in seconds, as granted at CONNECT (0: none); undefined before the CONNACK. */
+  keepAlive: number | undefined
   private connectTimer: NodeJS.Timeout | null
   /** Packets since the last keepalive check. */
   private activity = 0
@@ -189,6 +191,7 @@ export class Connection implements GatePeer {
    * by a packet count rather than a timer reset per packet: a packet costs an increment.
    */
   startKeepAlive (seconds: number): void {
+    this.keepAlive = seconds
     if (seconds === 0) return
     this.keepAliveTimer = setInterval(() => {
       if (this.activity > 0) {

@@ -10,6 +10,14 @@ import { buildDashboard, hasChromium, launch, openPage, screenshot, type Watched
 if (!hasChromium) console.warn('test/web: /usr/bin/chromium is missing (apt-get install chromium): the browser tests are skipped')
 const suite = hasChromium ? describe : describe.skip
 
+describe('the browser the dashboard tests drive', () => {
+  it('is installed (required under CI: .ci/run installs Debian\'s chromium)', ctx => {
+    const inCi = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false'
+    if (!hasChromium && !inCi) ctx.skip()
+    expect(hasChromium, '/usr/bin/chromium missing: apt-get install chromium').toBe(true)
+  })
+})
+
 const json = async <T>(res: Response): Promise<T> => await res.json() as T
 const post = async (broker: TestBroker, path: string, body: unknown): Promise<Response> =>
   await fetch(broker.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })

@@ -115,10 +115,10 @@ describe('dashboard routes', () => {
   })
 
   it('GET /v1/pubsub/clients lists MQTT sessions with their connection; DELETE disconnects one (MQTT 5: DISCONNECT 0x98)', async () => {
-    const client = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'kick-5', protocolVersion: 5, reconnectPeriod: 0 })
+    const client = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'kick-5', protocolVersion: 5, reconnectPeriod: 0, keepalive: 42 })
     try {
       const list = await (await fetch(`${broker.url}/v1/pubsub/clients`)).json() as { clients: Array<Record<string, unknown>> }
-      expect(list.clients).toContainEqual(expect.objectContaining({ clientId: 'kick-5', connected: true, version: 5, transport: 'mqtt_tcp', address: expect.stringContaining('127.0.0.1') }))
+      expect(list.clients).toContainEqual(expect.objectContaining({ clientId: 'kick-5', connected: true, version: 5, transport: 'mqtt_tcp', keepAlive: 42, address: expect.stringContaining('127.0.0.1') }))
       const stats = await (await fetch(`${broker.url}/v1/stats`)).json() as { now: { connections: { mqtt: number, mqttTransports: Record<string, number> } } }
       expect(stats.now.connections).toMatchObject({ mqtt: 1, mqttTransports: { mqtt_tcp: 1 } })
       const disconnected = new Promise<number | undefined>(resolve => { client.on('disconnect', packet => { resolve(packet.reasonCode) }) })
