@@ -19,6 +19,8 @@ export interface MessageProperties {
   responseTopic?: string
   correlationData?: Buffer
   userProperties?: UserProperties
+  /** The user properties in the order sent, when a name recurs between others (MQTT-3.3.2-18); userProperties holds the same ones. */ // added by mqtt front-end
+  userPropertyList?: Array<[string, string]>
 }
 
 /** A message on the bus. Front-ends build it; the bus never changes one it was handed (it copies). */

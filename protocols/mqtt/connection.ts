@@ -25,6 +25,9 @@ import { handleConnect } from './handlers/connect.js'
 
 export type ConnectionState = 'connecting' | 'connected' | 'closed'
 
+/** A packet with its user properties in the order sent (every property block of the packet, in order). */
+export type OrderedPacket = mqttPacket.Packet & { userPropertyList?: Array<[string, string]> }
+
 /** How long a connection may take to send its CONNECT. */
 const CONNECT_TIMEOUT_MS = 30_000
 /** Packets that may wait while the CONNECT is answered before the socket is paused. */
@@ -90,6 +93,10 @@ export class Connection implements GatePeer {
     this.parser.on('packet', packet => {
       const malformed = this.parser.malformed
       if (malformed !== null) this.parser.malformed = null
+      if (this.parser.pairs.length > 0) {
+        (packet as OrderedPacket).userPropertyList = this.parser.pairs
+        this.parser.pairs = []
+      }
       this.onPacket(packet, malformed)
     })
     this.parser.on('error', (err: Error) => { this.onParseError(err, this.parser.oversize) })

@@ -39,7 +39,11 @@ function writeVarint (buf: Buffer, at: number, n: number): number {
   return at
 }
 
-function forEachUserProperty (props: UserProperties, fn: (name: string, value: string) => void): void {
+function forEachUserProperty (props: UserProperties, list: Array<[string, string]> | undefined, fn: (name: string, value: string) => void): void {
+  if (list !== undefined) {
+    for (const [name, value] of list) fn(name, value)
+    return
+  }
   for (const name of Object.keys(props)) {
     const value = props[name]
     if (Array.isArray(value)) for (const v of value) fn(name, v)
@@ -56,7 +60,7 @@ function propertiesLength (message: BusMessage, f: PublishFields): number {
     if (p.contentType !== undefined) n += 3 + Buffer.byteLength(p.contentType)
     if (p.responseTopic !== undefined) n += 3 + Buffer.byteLength(p.responseTopic)
     if (p.correlationData !== undefined) n += 3 + p.correlationData.length
-    if (p.userProperties !== undefined) forEachUserProperty(p.userProperties, (k, v) => { n += 5 + Buffer.byteLength(k) + Buffer.byteLength(v) })
+    if (p.userProperties !== undefined) forEachUserProperty(p.userProperties, p.userPropertyList, (k, v) => { n += 5 + Buffer.byteLength(k) + Buffer.byteLength(v) })
   }
   if (f.expirySeconds !== undefined) n += 5
   if (f.topicAlias !== undefined) n += 3
@@ -85,7 +89,7 @@ function writeProperties (buf: Buffer, at: number, message: BusMessage, f: Publi
   if (f.subscriptionIds !== undefined) for (const id of f.subscriptionIds) { buf[at++] = 0x0b; at = writeVarint(buf, at, id) }
   if (f.topicAlias !== undefined) { buf[at++] = 0x23; buf.writeUInt16BE(f.topicAlias, at); at += 2 }
   if (p?.userProperties !== undefined) {
-    forEachUserProperty(p.userProperties, (k, v) => {
+    forEachUserProperty(p.userProperties, p.userPropertyList, (k, v) => {
       buf[at++] = 0x26
       at = writeString(buf, at, k)
       at = writeString(buf, at, v)
@@ -162,4 +166,22 @@ export function sharedQos0 (delivery: Delivery, version: 4 | 5, expiry: number |
   cachedBytes[slot] = bytes
   cachedExpiry[slot] = expiry
   return bytes
+}
+
+/** The pairs of a user property record, in the record's order (names grouped). */
+export function flattenUserProperties (props: UserProperties): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  forEachUserProperty(props, undefined, (k, v) => { out.push([k, v]) })
+  return out
+}
+
+/**
+ * The order of `pairs` when the record cannot keep it (a name recurs between others: MQTT-3.3.2-18 asks
+ * for the order sent), else undefined.
+ */
+export function orderedUserProperties (props: UserProperties, pairs: Array<[string, string]>): Array<[string, string]> | undefined {
+  const grouped = flattenUserProperties(props)
+  if (grouped.length !== pairs.length) return undefined
+  for (let i = 0; i < pairs.length; i++) if (grouped[i][0] !== pairs[i][0] || grouped[i][1] !== pairs[i][1]) return pairs
+  return undefined
 }

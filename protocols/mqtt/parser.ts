@@ -22,6 +22,7 @@ interface ParserState {
   _parseLength: () => boolean
   _parseString: () => string | null
   _parseConnect: () => unknown
+  _parseStringPair: () => { name: string | null, value: string | null }
   _emitError: (err: Error) => void
 }
 
@@ -34,6 +35,11 @@ export interface MqttParser extends mqttPacket.Parser {
   malformed: string | null
   /** Set when a CONNECT names an unknown protocol or level: what it named. */
   unsupported: { name: string, level: number } | null
+  /**
+   * The user properties of the packet being parsed, in the order sent (mqtt-packet groups them by name);
+   * the front-end reads and clears it per packet.
+   */
+  pairs: Array<[string, string]>
 }
 
 /** Bytes of a packet whose remaining length is `remaining`: the fixed header byte, the length's own bytes, the rest. */
@@ -80,6 +86,12 @@ function checkedConnect (this: ParserState & MqttParser): unknown {
   return prototype._parseConnect.call(this)
 }
 
+function orderedPair (this: ParserState & MqttParser): { name: string | null, value: string | null } {
+  const pair = prototype._parseStringPair.call(this)
+  if (pair.name !== null && pair.value !== null) this.pairs.push([pair.name, pair.value])
+  return pair
+}
+
 export function createParser (maxPacketBytes: number): MqttParser {
   const parser = mqttPacket.parser() as MqttParser & ParserState
   parser.maxPacketBytes = maxPacketBytes
@@ -89,5 +101,7 @@ export function createParser (maxPacketBytes: number): MqttParser {
   parser._parseLength = cappedLength
   parser._parseString = checkedString
   parser._parseConnect = checkedConnect
+  parser.pairs = []
+  parser._parseStringPair = orderedPair
   return parser
 }

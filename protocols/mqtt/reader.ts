@@ -23,6 +23,20 @@ export interface ReaderEvents {
 
 const MAX_HEADER = 5
 
+/**
+ * What is wrong with a packet's first byte, or undefined: the first packet is a CONNECT (MQTT-3.1.0-1),
+ * reserved flags are as the specification lists them (MQTT-2.2.2-1), a PUBLISH has no QoS 3 (MQTT-3.3.1-4).
+ */
+function badFirstByte (first: number, version: number): string | undefined {
+  const type = first >> 4
+  const flags = first & 0x0f
+  if (version === 0) return first === 0x10 ? undefined : 'the first packet is not a CONNECT'
+  if (type === 3) return (flags & 0x06) === 0x06 ? 'PUBLISH with QoS 3' : undefined
+  if (type === 0 || (type === 15 && version !== 5)) return `reserved packet type ${type}`
+  const required = type === 6 || type === 8 || type === 10 ? 2 : 0
+  return flags === required ? undefined : `packet type ${type} with flags ${flags}`
+}
+
 export class PacketReader {
   /** 0 until the CONNECT was parsed (everything goes to mqtt-packet until then), then 3, 4 or 5. */
   version = 0
@@ -48,6 +62,10 @@ export class PacketReader {
     let at = 0
     const end = chunk.length
     while (at < end && !this.failed) {
+      // the first byte alone can be wrong (before its packet is complete: bytes that are not MQTT at all,
+      // such as an HTTP request, would otherwise wait for a length they never send)
+      const bad = badFirstByte(chunk[at], this.version)
+      if (bad !== undefined) return this.fail(new Error(bad), 0)
       // fixed header: type and flags, remaining length (1 to 4 bytes)
       let remaining = 0
       let multiplier = 1

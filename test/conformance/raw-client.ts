@@ -263,13 +263,6 @@ export const BAD_UTF8: Array<{ name: string, bytes: Buffer }> = [
 ]
 export const NUL_TOPIC = Buffer.from([0x61, 0x00, 0x62])
 
-/** Unique names per test run, so that files sharing nothing still never collide on a topic or client id. */
-let counter = 0
-export function unique (prefix: string): string {
-  counter++
-  return `${prefix}-${process.pid}-${counter}`
-}
-
 /** Single v5 properties, encoded (identifier byte, then the value), to build lists that mqtt-packet would refuse. */
 export const prop = {
   byte: (id: number, v: number): Buffer => Buffer.from([id, v]),

@@ -18,7 +18,7 @@ export interface Suite {
   readonly port: number
   /** An MQTT.js client over TCP (reconnect off), closed after the file. */
   client: (options?: IClientOptions) => Promise<MqttClient>
-  /** A raw client after CONNECT/CONNACK (defaults: clean, keep alive 0, empty client id for v4 unless given). */
+  /** A raw client after a successful CONNECT/CONNACK (defaults: clean, keep alive 0, a random client id). */
   raw: (version: Version, connect?: Parameters<typeof RawClient.connect>[2]) => Promise<RawClient>
   /** A raw socket with nothing sent yet. */
   rawOpen: (version: Version) => Promise<RawClient>
@@ -76,15 +76,6 @@ export async function untilMarker (got: Received[], topic: string, timeoutMs = 5
 export async function atLeast (got: Received[], n: number, timeoutMs = 5000): Promise<Received[]> {
   await waitFor(() => got.length >= n, timeoutMs, `${n} messages (got ${got.length})`)
   return got
-}
-
-/** Resolves when the client's connection closes; rejects after the bound. */
-export async function closeOf (client: MqttClient, timeoutMs = 5000): Promise<void> {
-  if (!client.connected && client.disconnected) return
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('the connection stayed open')) }, timeoutMs)
-    client.once('close', () => { clearTimeout(timer); resolve() })
-  })
 }
 
 let n = 0

@@ -109,6 +109,18 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     expect(keepAlive).toBeGreaterThan(0)
   }, 15_000)
 
+  it('[MQTT-3.1.2-22] [MQTT-3.2.2-21] a Server Keep Alive in CONNACK is the keep alive the server enforces (--mqtt-keepalive-max 1)', async () => {
+    // a broker of its own: a keep alive maximum of 1 s would close the idle clients of the other tests
+    const own = await startTestBroker({ mqttConnectRate: 0, mqttSysIntervalMs: 0, mqttKeepAliveMax: 1 })
+    try {
+      const { client, connack } = await RawClient.connect(own.mqtt.port, 5, { clientId: fresh('ska'), keepalive: 60 })
+      expect(connack.properties?.serverKeepAlive).toBe(1)
+      await closedWith(client, [0x8d])
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('[MQTT-3.1.2-28] Request Response Information 0 (and absent): no Response Information in CONNACK', async () => {
     for (const properties of [prop.byte(P.requestResponseInfo, 0), Buffer.alloc(0)]) {
       const c = await s.rawOpen(5)

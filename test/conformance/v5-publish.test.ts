@@ -18,8 +18,7 @@ import { atLeast, closedWith, collect, fresh, untilMarker, useBroker } from './s
  *   [MQTT-3.7.2-2], [MQTT-3.7.2-3] (no Reason String / User Property beyond the receiver's maximum packet
  *   size): the server sends neither on these acknowledgements in the cases a test can cause; the size rule
  *   is tested on PUBLISH in v5-flow.
- * - [MQTT-4.3.3-7], [MQTT-4.3.3-13] (expiry does not cut a QoS 2 exchange short) need an expiry to pass
- *   during an exchange; the exchange itself is tested here and expiry in v5-session.
+ * - [MQTT-4.3.3-7], [MQTT-4.3.3-13] (expiry does not cut a QoS 2 exchange short): in v5-session.
  * - [MQTT-4.6.0-5] "Ordered Topic" mechanism is a MAY; ordering is [MQTT-4.6.0-6] here.
  * - [MQTT-4.7.3-3] (65,535 bytes at most) binds the sender; v311-topics carries a topic of that size.
  * - [MQTT-2.2.2-1] (Property Length 0 when there are none) is checked by parsing every packet the server

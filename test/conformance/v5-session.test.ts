@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { IConnackPacket, IConnectPacket, IPublishPacket } from 'mqtt-packet'
+import type { IConnackPacket, IConnectPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet'
 import { RawClient } from './raw-client.js'
 import { atLeast, collect, fresh, untilMarker, useBroker, type Received } from './support.js'
 
@@ -14,8 +14,6 @@ import { atLeast, collect, fresh, untilMarker, useBroker, type Received } from '
  *
  * Server statements of these chapters not tested here, and why:
  * - [MQTT-4.1.0-1] (state not discarded while connected) is what every test here relies on.
- * - [MQTT-4.3.3-7], [MQTT-4.3.3-13] (expiry does not cut a QoS 2 exchange short): the exchange would have to
- *   be held across the expiry while the bus keeps it; not reached from outside in a bounded test.
  */
 
 const s = useBroker()
@@ -246,6 +244,35 @@ describe('MQTT 5 wills', () => {
     marker.destroy()
     expect(await untilMarker(got, `${topic}/marker`, 8000)).toEqual([])
     back.disconnect(0)
+  })
+})
+
+describe('MQTT 5 expiry during a QoS 2 exchange', () => {
+  it('[MQTT-4.3.3-13] the server as receiver completes a QoS 2 exchange whose message expired meanwhile: PUBREL gets PUBCOMP 0x00', async () => {
+    const c = await s.raw(5)
+    c.send({ cmd: 'publish', topic: fresh('exp2in/'), payload: Buffer.from('x'), qos: 2, messageId: 21, retain: false, dup: false, properties: { messageExpiryInterval: 1 } })
+    await c.next('pubrec')
+    await elapse(2)
+    c.send({ cmd: 'pubrel', messageId: 21 })
+    const comp = await c.next('pubcomp') as IPubcompPacket
+    expect([comp.messageId, comp.reasonCode ?? 0]).toEqual([21, 0])
+  })
+
+  it('[MQTT-4.3.3-7] the server as sender does not expire a QoS 2 message it has sent: it is resent at reconnect after its expiry', async () => {
+    const id = fresh('exp2out')
+    const topic = fresh('exp2out/')
+    const { c: first } = await connect(id, true, { sessionExpiryInterval: 60 })
+    first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 2 }] })
+    await first.next('suback')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'sent', { qos: 2, properties: { messageExpiryInterval: 1 } })
+    const sent = await first.next('publish') as IPublishPacket
+    first.destroy()
+    await first.closed
+    await elapse(2)
+    const { c } = await connect(id, false, { sessionExpiryInterval: 0 })
+    const again = await c.next('publish') as IPublishPacket
+    expect([again.messageId, again.dup, again.payload.toString()]).toEqual([sent.messageId, true, 'sent'])
   })
 })
 

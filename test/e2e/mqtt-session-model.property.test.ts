@@ -6,7 +6,8 @@ import { ClientSession, type Version } from './session-model/subscriber.js'
 
 /**
  * The session state machine against a model (session-model/model.ts): random connects (clean or resumed,
- * persistent or not, MQTT 3.1.1 or 5, v5 with a receive maximum of 1-3 or none), disconnects (normal,
+ * persistent or not, MQTT 3.1.1 or 5, v5 with a receive maximum of 1-3 or none), takeovers of a persistent
+ * session by a second connection, disconnects (normal,
  * dropped, v5 with session expiry 0 at DISCONNECT), kill -9 of the broker and restart on the same data
  * directory, subscribes, unsubscribes, publishes at QoS 0/1/2 from another client, and acknowledgements
  * (PUBACK, PUBREC, PUBCOMP) held back and given. Invariants:

@@ -31,6 +31,23 @@ describe('MQTT 5 PUBLISH', () => {
     expect(got[0].properties).toMatchObject(properties)
   })
 
+  it('[MQTT-3.3.2-18] user properties keep the order they were sent in, a name recurring between others included', async () => {
+    const { client: sub } = await clients.raw(broker.mqtt.port, { clientId: 'order-sub', keepalive: 60 })
+    let bytes = Buffer.alloc(0)
+    sub.socket.on('data', (chunk: Buffer) => { bytes = Buffer.concat([bytes, chunk]) })
+    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'order/#', qos: 0, nl: false, rap: false, rh: 0 }] })
+    await sub.next('suback')
+    // b, a, b: mqtt-packet's record would group them as b, b, a; the bytes are written by hand and read back as bytes
+    const pair = (k: string, v: string): Buffer => Buffer.concat([Buffer.from([0x26, 0, k.length]), Buffer.from(k), Buffer.from([0, v.length]), Buffer.from(v)])
+    const props = Buffer.concat([pair('b', '1'), pair('a', '2'), pair('b', '3')])
+    const topic = Buffer.from('order/t')
+    const body = Buffer.concat([Buffer.from([0, topic.length]), topic, Buffer.from([props.length]), props, Buffer.from('x')])
+    const { client: pub } = await clients.raw(broker.mqtt.port, { clientId: 'order-pub', keepalive: 60 })
+    pub.socket.write(Buffer.concat([Buffer.from([0x30, body.length]), body]))
+    await sub.next('publish')
+    expect(bytes.includes(props)).toBe(true)
+  })
+
   it('request/response end to end: the responder answers on the response topic with the correlation data', async () => {
     const responder = await clients.connect(broker.mqttUrl)
     await responder.subscribeAsync('svc/echo', { qos: 1 })

@@ -65,7 +65,7 @@ export async function openPage (browser: Browser, options: { width?: number, hei
   page.on('console', m => { if (m.type() === 'error') errors.push(m.text()) })
   page.on('pageerror', e => { errors.push(e.message) })
   page.on('request', r => { requests.push({ url: r.url(), at: Date.now() }) })
-  page.setDefaultTimeout(10_000)
+  page.setDefaultTimeout(20_000)
   return { page, context, errors, requests }
 }
 

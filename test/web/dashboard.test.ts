@@ -14,7 +14,8 @@ const json = async <T>(res: Response): Promise<T> => await res.json() as T
 const post = async (broker: TestBroker, path: string, body: unknown): Promise<Response> =>
   await fetch(broker.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
-suite('dashboard in Chromium', () => {
+// generous bounds: the suite shares 2 cores with the other test files in CI
+suite('dashboard in Chromium', { timeout: 90_000 }, () => {
   let broker: TestBroker
   let browser: Browser
   const pages: WatchedPage[] = []
@@ -55,7 +56,7 @@ suite('dashboard in Chromium', () => {
     } finally {
       await client.endAsync()
     }
-    await waitFor(async () => Number(await figure.textContent()) >= before + 5, 8000, 'the overview counter to move')
+    await waitFor(async () => Number(await figure.textContent()) >= before + 5, 20_000, 'the overview counter to move')
     await screenshot(w.page, 'overview')
     // idle: the page's requests over the next 4 s (the counters come over the one open stream)
     const from = Date.now()
@@ -316,11 +317,15 @@ suite('dashboard in Chromium', () => {
       expect(await w.page.locator('nav a.active').textContent(), hash).toBe(nav)
     }
     await screenshot(w.page, 'stream')
-    // the overview again, with the traffic of the tests before (README's picture)
-    await w.page.goto(`${broker.url}/#/overview`)
-    await w.page.locator('[data-figure="uptime"]').waitFor()
-    await w.page.waitForTimeout(300)
-    await screenshot(w.page, 'overview-traffic')
+    // the overview again, with the traffic of the tests before and a device connected (README's picture)
+    const device = await mqtt.connectAsync(broker.mqttUrl, { clientId: 'sensor-1', reconnectPeriod: 0 })
+    try {
+      await w.page.goto(`${broker.url}/#/overview`)
+      await w.page.locator('[data-figure="mqtt"]', { hasText: 'MQTT clients (TCP 1)' }).waitFor()
+      await screenshot(w.page, 'overview-traffic')
+    } finally {
+      await device.endAsync()
+    }
     await done(w)
 
     const phone = await open('#/queues/dash-jobs', { width: 390, height: 844, colorScheme: 'dark' })
@@ -335,9 +340,10 @@ suite('dashboard in Chromium', () => {
     await done(phone)
   })
 
-  it('sign in with a token that may only read: the write actions are absent, and refused by the API', async () => {
+  it('sign in with a user and password, then with a token that may only read: the write actions are absent, and refused by the API', async () => {
     const dir = tempDir('tetra-dash-auth-')
     const auth = await writeAuthFile(dir.dir, {
+      users: [{ name: 'ada', password: 'ada-secret', roles: ['read'] }],
       tokens: [{ name: 'ops', roles: ['all'] }, { name: 'reader', roles: ['read'] }],
       roles: {
         all: [
@@ -365,7 +371,14 @@ suite('dashboard in Chromium', () => {
 
       const w = await open('#/queues/orders', {}, secured)
       const { page } = w
-      // a wrong token first: the page says so
+      // a user and its password
+      await page.locator('input[name="user"]').fill('ada')
+      await page.locator('input[name="password"]').fill('ada-secret')
+      await page.getByRole('button', { name: 'Sign in' }).click()
+      await page.locator('[data-figure="ready"]').waitFor()
+      expect(await page.locator('header.top .who').textContent()).toContain('ada')
+      await page.getByRole('button', { name: 'Sign out' }).click()
+      // a wrong token: the page says so
       await page.getByRole('tab', { name: 'Token' }).click()
       await page.locator('input[name="token"]').fill('not-a-token')
       await page.getByRole('button', { name: 'Sign in' }).click()

@@ -72,9 +72,10 @@ function App (): JSX.Element {
   }), [])
 
   // the one stream of counters: the overview's charts, and the tick on which the lists refresh
-  const ready = phase.kind === 'ready'
+  // a new session (each sign-in, each check after the stream was ended) opens the stream anew
+  const current = phase.kind === 'ready' ? phase.session : null
   useEffect(() => {
-    if (!ready) return
+    if (current === null) return
     return live('/v1/stats/stream', '', {
       events: ['history', 'sample'],
       onEvent: (event, data) => {
@@ -93,7 +94,7 @@ function App (): JSX.Element {
         if (state === 'closed') { setStats(s => ({ ...s, live: false })); void start() }
       }
     })
-  }, [ready])
+  }, [current])
 
   const signOut = (): void => { setCredentials(null); setPhase({ kind: 'loading' }); void start() }
 

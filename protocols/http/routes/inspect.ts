@@ -11,6 +11,8 @@ export interface MqttClientDetails {
   address: string
   user: string | null
   transport: string
+  /** Seconds, as granted at CONNECT; absent while the front-end does not tell it. */
+  keepAlive?: number
 }
 
 /** The MQTT front-end as the operator routes see it: a client's details, and disconnecting it. */
@@ -25,12 +27,13 @@ const ADMINISTRATIVE_ACTION = 0x98
 
 /** A directory over the MQTT front-end's connections (protocols/mqtt/front-end.ts's client()). */
 export function mqttDirectory (front: {
-  client: (clientId: string) => { version: number, address: string, transport: string, principal: { name: string | null } | null, fail: (code: number, reason: string) => void } | undefined
+  client: (clientId: string) => { version: number, address: string, transport: string, keepAlive?: number, principal: { name: string | null } | null, fail: (code: number, reason: string) => void } | undefined
 }): MqttDirectory {
   return {
     details: id => {
       const c = front.client(id)
-      return c === undefined ? undefined : { version: c.version, address: c.address, user: c.principal?.name ?? null, transport: c.transport }
+      if (c === undefined) return undefined
+      return { version: c.version, address: c.address, user: c.principal?.name ?? null, transport: c.transport, ...(c.keepAlive !== undefined ? { keepAlive: c.keepAlive } : {}) }
     },
     disconnect: id => {
       const c = front.client(id)
@@ -121,7 +124,8 @@ export function registerInspectRoutes (app: FastifyInstance, ctx: HttpContext): 
                   version: { type: 'integer' },
                   address: { type: 'string' },
                   user: { type: ['string', 'null'] },
-                  transport: { type: 'string' }
+                  transport: { type: 'string' },
+                  keepAlive: { type: 'integer', description: 'seconds, as granted at CONNECT' }
                 }
               }
             }

@@ -82,7 +82,8 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
     return out
   }
 
-  const sample = async (): Promise<StatsSample> => {
+  /** `detail`: a dashboard looks at it now, so count the MQTT clients by transport too (a walk over the sessions). */
+  const sample = async (detail: boolean): Promise<StatsSample> => {
     const now = Date.now()
     if (now - diskAt >= DISK_EVERY_MS) {
       diskAt = now
@@ -102,7 +103,7 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
     return {
       t: now,
       uptime: Math.round((now - started) / 1000),
-      connections: { mqtt: pubsub.connectedClients, mqttTransports: mqttTransports(), http: await httpConnections(), sse: await sseOpen() },
+      connections: { mqtt: pubsub.connectedClients, ...(detail ? { mqttTransports: mqttTransports() } : {}), http: await httpConnections(), sse: await sseOpen() },
       pubsub: {
         in: pubsub.stats.published.mqtt + pubsub.stats.published.http,
         out: pubsub.stats.deliveredMqtt + pubsub.stats.deliveredInternal
@@ -144,7 +145,7 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
   const timer = setInterval(() => {
     if (sampling) return
     sampling = true
-    sample().then(s => {
+    sample(listeners.size > 0).then(s => {
       history.push(s)
       if (history.length > HISTORY) history.shift()
       for (const l of listeners) l(s)
@@ -165,7 +166,7 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
     }
   }, async (request, reply) => {
     void reply.header('cache-control', 'no-store')
-    return { ...info, now: await sample(), history, warnings: warnings(request) }
+    return { ...info, now: await sample(true), history, warnings: warnings(request) }
   })
 
   app.get('/v1/stats/stream', {
@@ -178,7 +179,7 @@ export function registerStatsRoutes (app: FastifyInstance, ctx: HttpContext): vo
       produces: ['text/event-stream']
     }
   }, async (request, reply) => {
-    const first = { ...info, now: await sample(), history, warnings: warnings(request) }
+    const first = { ...info, now: await sample(true), history, warnings: warnings(request) }
     const sse = new SseStream(request, reply, ctx.options.sseHeartbeatMs)
     ctx.metrics.sseClients.inc({ feed: 'stats' })
     sse.send({ event: 'history', data: JSON.stringify(first) })

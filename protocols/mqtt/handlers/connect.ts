@@ -3,7 +3,8 @@ import mqttPacket from 'mqtt-packet'
 import type { BusMessage, SessionRequest } from '../../../engines/pubsub/types.js'
 import { overTopicLimit } from '../../../engines/pubsub/topics.js'
 import { InboundAliases, OutboundAliases } from '../aliases.js'
-import type { Connection } from '../connection.js'
+import type { Connection, OrderedPacket } from '../connection.js'
+import { flattenUserProperties, orderedUserProperties } from '../encode.js'
 import type { ConnectDenial } from '../gate.js'
 import { MqttOutlet } from '../outlet.js'
 import { WaitingWindow } from '../inflight.js'
@@ -96,7 +97,14 @@ export async function handleConnect (c: Connection, packet: Connect): Promise<vo
         if (willProps.contentType !== undefined) properties.contentType = willProps.contentType
         if (willProps.responseTopic !== undefined) properties.responseTopic = willProps.responseTopic
         if (willProps.correlationData !== undefined) properties.correlationData = willProps.correlationData
-        if (willProps.userProperties !== undefined) properties.userProperties = willProps.userProperties
+        if (willProps.userProperties !== undefined) {
+          properties.userProperties = willProps.userProperties
+          // the packet's pairs: the CONNECT's own user properties first, then the will's
+          const pairs = (packet as OrderedPacket).userPropertyList
+          const own = props?.userProperties !== undefined ? flattenUserProperties(props.userProperties).length : 0
+          const ordered = pairs !== undefined ? orderedUserProperties(willProps.userProperties, pairs.slice(own)) : undefined
+          if (ordered !== undefined) properties.userPropertyList = ordered
+        }
         if (Object.keys(properties).length > 0) message.properties = properties
         // the will's Message Expiry Interval counts from its publication, which the bus's absolute expiresAt
         // cannot say at CONNECT: it is not kept (the will does not expire)

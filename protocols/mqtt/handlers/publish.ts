@@ -2,7 +2,8 @@ import { isUtf8 } from 'node:buffer'
 import type mqttPacket from 'mqtt-packet'
 import type { BusMessage, MessageProperties } from '../../../engines/pubsub/types.js'
 import { overTopicLimit } from '../../../engines/pubsub/topics.js'
-import type { Connection } from '../connection.js'
+import type { Connection, OrderedPacket } from '../connection.js'
+import { orderedUserProperties } from '../encode.js'
 import { RC } from '../reason.js'
 import { hasWildcard, isSysTopic } from '../topics.js'
 import { ackBytes, repeatedProperty } from './acks.js'
@@ -63,7 +64,7 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
   }
   const message: BusMessage = { topic, payload, qos, retain: packet.retain, from: c.clientId }
   if (props !== undefined) {
-    const properties = messageProperties(props)
+    const properties = messageProperties(props, (packet as OrderedPacket).userPropertyList)
     if (properties !== undefined) message.properties = properties
     if (props.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + props.messageExpiryInterval * 1000
   }
@@ -130,14 +131,18 @@ function refuse (c: Connection, qos: 0 | 1 | 2, id: number, code: number, reason
 }
 
 /** The properties that travel with the message unchanged (MQTT-3.3.2-15 ... -20). */
-function messageProperties (p: PublishProperties): MessageProperties | undefined {
+function messageProperties (p: PublishProperties, pairs: Array<[string, string]> | undefined): MessageProperties | undefined {
   if (p.payloadFormatIndicator === undefined && p.contentType === undefined && p.responseTopic === undefined && p.correlationData === undefined && p.userProperties === undefined) return undefined
   const out: MessageProperties = {}
   if (p.payloadFormatIndicator !== undefined) out.payloadFormat = p.payloadFormatIndicator ? 1 : 0
   if (p.contentType !== undefined) out.contentType = p.contentType
   if (p.responseTopic !== undefined) out.responseTopic = p.responseTopic
   if (p.correlationData !== undefined) out.correlationData = p.correlationData
-  if (p.userProperties !== undefined) out.userProperties = { ...p.userProperties }
+  if (p.userProperties !== undefined) {
+    out.userProperties = { ...p.userProperties }
+    const ordered = pairs !== undefined ? orderedUserProperties(p.userProperties, pairs) : undefined
+    if (ordered !== undefined) out.userPropertyList = ordered
+  }
   return out
 }
 

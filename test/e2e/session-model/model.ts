@@ -125,6 +125,29 @@ export class Connect implements Cmd {
   }
 }
 
+/**
+ * A second connection resumes the persistent session while the first is still open: the broker closes the
+ * first (MQTT-3.1.4-2; v5 with DISCONNECT 0x8E) and the session goes on, what was in flight resent to the new one.
+ */
+class Takeover implements Cmd {
+  constructor (readonly connect: Connect) {}
+  check (m: Readonly<Model>): boolean { return m.connected && m.session!.persistent && m.versions.includes(this.connect.version) }
+  async run (m: Model, r: Real): Promise<void> {
+    const old = r.sub!
+    await this.connect.run(m, r)
+    let timer: NodeJS.Timeout | undefined
+    const closedInTime = await Promise.race([
+      old.closedPromise.then(() => true),
+      new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(false) }, 5000) })
+    ])
+    clearTimeout(timer)
+    if (!closedInTime) throw new Error('[MQTT-3.1.4-2] the connection taken over was not closed within 5 s')
+    await r.broker.settle(2)
+  }
+
+  toString (): string { return `takeover by ${String(this.connect)}` }
+}
+
 export class Disconnect implements Cmd {
   constructor (readonly normal: boolean) {}
   check (m: Readonly<Model>): boolean { return m.connected }
@@ -276,6 +299,8 @@ export function commandArbitraries (versions: Version[]): Array<fc.Arbitrary<Cmd
     fc.boolean().map(normal => new Disconnect(normal)),
     fc.boolean().map(normal => new Disconnect(normal)),
     ...(versions.includes(5) ? [fc.constant(new DisconnectEndingSession())] : []),
+    fc.tuple(fc.constantFrom(...versions), fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined, freq: 2 }))
+      .map(([v, rm]) => new Takeover(new Connect(v, false, true, v === 5 ? rm : undefined))),
     fc.constant(new Crash()),
     subscribeArbitrary,
     topic.map(t => new Unsubscribe(t)),

@@ -4,7 +4,7 @@ import { getCredentials, json, live } from '../api.js'
 import { useStats } from '../stats.js'
 import { Card, ErrorLine, Field, Payload, errorText, fmtNumber, fmtTime, useAction, useLoad, useSession } from '../ui.js'
 
-interface Client { clientId: string, connected: boolean, subscriptions: number, inflight: number, queued: number, expiryInterval: number, version?: number, address?: string, user?: string | null, transport?: string }
+interface Client { clientId: string, connected: boolean, subscriptions: number, inflight: number, queued: number, expiryInterval: number, keepAlive?: number, version?: number, address?: string, user?: string | null, transport?: string }
 interface BusMessage { topic: string, payload: unknown, encoding?: string, qos: number, retain: boolean, [property: string]: unknown }
 
 export function PubSubView (): JSX.Element {
@@ -31,12 +31,12 @@ function Clients (): JSX.Element {
       <ErrorLine error={error} />
       {data !== undefined && data.length === 0 && <p class="muted">No MQTT session.</p>}
       {data !== undefined && data.length > 0 && <div class="scroll"><table class="clients">
-        <thead><tr><th>client id</th><th>state</th><th>protocol</th><th>address</th><th>user</th><th>subscriptions</th><th>in flight</th><th>queued</th><th>session expiry</th>{canKick && <th />}</tr></thead>
+        <thead><tr><th>client id</th><th>state</th><th>protocol</th><th>address</th><th>user</th><th>keep alive</th><th>subscriptions</th><th>in flight</th><th>queued</th><th>session expiry</th>{canKick && <th />}</tr></thead>
         <tbody>{data.map(c => <tr key={c.clientId} data-client={c.clientId}>
           <td class="mono">{c.clientId}</td>
           <td>{c.connected ? 'connected' : 'offline'}</td>
           <td>{c.version === undefined ? '' : c.version === 5 ? 'MQTT 5' : 'MQTT 3.1.1'}{c.transport !== undefined ? ` (${c.transport === 'mqtt_ws' ? 'WebSocket' : c.transport === 'mqtt_tls' ? 'TLS' : 'TCP'})` : ''}</td>
-          <td class="mono">{c.address ?? ''}</td><td>{c.user ?? ''}</td>
+          <td class="mono">{c.address ?? ''}</td><td>{c.user ?? ''}</td><td>{c.keepAlive === undefined ? '' : c.keepAlive === 0 ? 'off' : `${c.keepAlive} s`}</td>
           <td>{c.subscriptions}</td><td>{c.inflight}</td><td>{c.queued}</td>
           <td>{c.expiryInterval === 4294967295 ? 'never' : `${c.expiryInterval} s`}</td>
           {canKick && <td>{c.connected && <button onClick={() => { void act(async () => { await json(`/v1/pubsub/clients/${encodeURIComponent(c.clientId)}`, { method: 'DELETE' }) }, `client ${c.clientId} disconnected`).then(reload) }}>Disconnect</button>}</td>}
