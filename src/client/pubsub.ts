@@ -28,6 +28,7 @@ export interface Message<T = unknown> extends Omit<PublishProperties, 'correlati
   retain: boolean
   encoding?: Encoding
   correlationData?: string | Uint8Array
+  correlationEncoding?: Encoding
 }
 
 /** Subscribing over MQTT (MQTT.js, loaded when first used) instead of SSE. */
@@ -61,7 +62,7 @@ export function decodeBytes (bytes: Uint8Array): unknown {
   return text
 }
 
-function wireMessage<T> (m: Message<T> & { correlationEncoding?: Encoding }): Message<T> {
+function wireMessage<T> (m: Message<T>): Message<T> {
   m.payload = decodePayload(m.payload, m.encoding) as T
   if (m.correlationEncoding === 'base64' && typeof m.correlationData === 'string') m.correlationData = decodePayload(m.correlationData, 'base64') as Uint8Array
   return m

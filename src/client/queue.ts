@@ -58,12 +58,16 @@ export interface QueueMessage<T = unknown> {
 export interface DeadLetter<T = unknown> {
   id: string
   payload: T
-  headers?: Record<string, string>
+  encoding?: Encoding
+  headers: Record<string, string>
+  topic?: string
+  priority: number
   deliveries: number
+  enqueuedAt: number
+  firstDeliveredAt?: number
   deadAt: number
   reason: string
   lastError?: string
-  [field: string]: unknown
 }
 
 /** One result per receipt of ack, nack and extend. */
@@ -150,7 +154,7 @@ export class QueueClient {
   async * deadLetters<T = unknown> (options: CallOptions & { pageSize?: number } = {}): AsyncGenerator<DeadLetter<T>> {
     let cursor: string | null = null
     do {
-      const page: { messages: Array<DeadLetter<T> & { encoding?: Encoding }>, cursor: string | null } = await this.http.json({ ...options, method: 'GET', path: `${this.base}/dead`, query: { limit: options.pageSize, cursor: cursor ?? undefined } })
+      const page: { messages: Array<DeadLetter<T>>, cursor: string | null } = await this.http.json({ ...options, method: 'GET', path: `${this.base}/dead`, query: { limit: options.pageSize, cursor: cursor ?? undefined } })
       for (const m of page.messages) m.payload = decodePayload(m.payload, m.encoding) as T
       yield * page.messages
       cursor = page.cursor

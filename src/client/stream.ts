@@ -14,12 +14,16 @@ export interface StreamSettings {
 
 export interface StreamInfo {
   name: string
+  settings: { maxAge?: number, maxBytes?: number, maxCount?: number, capture: string[], dedupWindow: number }
+  createdAt: number
   firstOffset: number
+  /** -1 when empty. */
   lastOffset: number
   nextOffset: number
   count: number
   bytes: number
-  [field: string]: unknown
+  /** The names of its consumer groups. */
+  groups: string[]
 }
 
 /** A message to append. */
@@ -43,13 +47,34 @@ export interface StreamMessage<T = unknown> {
   retain?: boolean
   /** In a consumer group: how many times it was handed out. */
   deliveries?: number
-  [property: string]: unknown
+  /** MQTT 5 properties of a captured publish. */
+  payloadFormat?: 0 | 1
+  contentType?: string
+  responseTopic?: string
+  correlationData?: string
+  correlationEncoding?: Encoding
+  userProperties?: Record<string, string | string[]>
 }
 
 /** Where to read from: an offset, 'start' or 'end'; or a time (Date, epoch ms or ISO 8601). */
 export interface Position {
   from?: number | 'start' | 'end'
   time?: Date | number | string
+}
+
+export interface GroupInfo {
+  name: string
+  /** The low-water mark: every offset below it is acknowledged (or dead). */
+  committed: number
+  pending: number
+  lag: number
+  dead: number
+  delivered: number
+  ackWait: number
+  maxDeliveries: number
+  maxPending: number
+  createdAt: number
+  readers: Array<Record<string, unknown>>
 }
 
 export interface GroupSettings {
@@ -152,8 +177,8 @@ export class StreamClient {
   }
 
   /** Every group with its committed offset, pending count and lag. */
-  async groups (options: CallOptions = {}): Promise<Array<Record<string, unknown>>> {
-    return (await this.http.json<{ groups: Array<Record<string, unknown>> }>({ ...options, method: 'GET', path: `${this.base}/groups` })).groups
+  async groups (options: CallOptions = {}): Promise<GroupInfo[]> {
+    return (await this.http.json<{ groups: GroupInfo[] }>({ ...options, method: 'GET', path: `${this.base}/groups` })).groups
   }
 }
 
@@ -161,11 +186,11 @@ export class StreamClient {
 export class GroupClient {
   constructor (private readonly http: Transport, private readonly base: string, readonly name: string) {}
 
-  async create (settings: GroupSettings = {}, options: CallOptions = {}): Promise<Record<string, unknown>> {
+  async create (settings: GroupSettings = {}, options: CallOptions = {}): Promise<GroupInfo> {
     return await this.http.json({ ...options, method: 'PUT', path: this.base, json: settings })
   }
 
-  async info (options: CallOptions = {}): Promise<Record<string, unknown>> {
+  async info (options: CallOptions = {}): Promise<GroupInfo> {
     return await this.http.json({ ...options, method: 'GET', path: this.base })
   }
 
