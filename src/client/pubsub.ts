@@ -51,8 +51,13 @@ export interface SubscribeOptions {
   mqtt?: MqttSubscribeOptions
 }
 
-/** Bytes as the broker shows them: exact compact JSON as its value, other UTF-8 as text, else bytes. */
+/**
+ * Bytes as the broker shows them over HTTP (protocols/http/payload.ts encodePayload): exact compact JSON
+ * as its value, readable UTF-8 text (no control characters but tab, LF, CR) as a string, else the bytes.
+ */
 export function decodeBytes (bytes: Uint8Array): unknown {
+  if (bytes.length === 0) return ''
+  for (const b of bytes) if ((b < 0x20 && b !== 9 && b !== 10 && b !== 13) || b === 0x7f) return bytes
   let text: string
   try { text = new TextDecoder('utf-8', { fatal: true }).decode(bytes) } catch { return bytes }
   try {
@@ -122,7 +127,9 @@ export class PubSubClient {
     void (async () => {
       // loaded only here: the rest of the client needs no MQTT.js
       const mqtt = await import('mqtt')
-      const client = await mqtt.connectAsync(options.url, {
+      // bundlers that wrap MQTT.js's CommonJS build put its exports under default
+      const connectAsync = typeof mqtt.connectAsync === 'function' ? mqtt.connectAsync : (mqtt as unknown as { default: typeof mqtt }).default.connectAsync
+      const client = await connectAsync(options.url, {
         protocolVersion: options.protocolVersion ?? 5,
         ...(options.username !== undefined ? { username: options.username } : {}),
         ...(options.password !== undefined ? { password: options.password } : {}),
