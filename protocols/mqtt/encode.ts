@@ -185,3 +185,13 @@ export function orderedUserProperties (props: UserProperties, pairs: Array<[stri
   for (let i = 0; i < pairs.length; i++) if (grouped[i][0] !== pairs[i][0] || grouped[i][1] !== pairs[i][1]) return pairs
   return undefined
 }
+
+/**
+ * Seeds the shared bytes of `message` for 3.1.1 QoS 0 subscribers with the bytes it came in as (a 3.1.1
+ * QoS 0 PUBLISH without flags is exactly what they get): a fan-in then encodes nothing.
+ */
+export function primeQos0 (message: BusMessage, bytes: Buffer): void {
+  cachedMessage = message
+  cachedBytes[0] = bytes
+  cachedBytes[1] = cachedBytes[2] = cachedBytes[3] = null
+}

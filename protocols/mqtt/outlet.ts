@@ -29,7 +29,7 @@ export class MqttOutlet implements Outlet {
     const message = delivery.message
     const front = c.front
     const v5 = c.version === 5
-    const expiry = v5 ? expirySeconds(message, Date.now()) : undefined
+    const expiry = v5 && message.expiresAt !== undefined ? expirySeconds(message, Date.now()) : undefined
     if (delivery.qos === 0) {
       // a subscriber that does not keep up loses QoS 0 messages rather than growing the broker's memory
       const pending = c.writer.pending

@@ -13,6 +13,9 @@ import { packetBytes, type MqttParser } from './parser.js'
  * BufferList and debug calls was about half of the broker's CPU per message.
  */
 
+/** A PUBLISH as parsed here; `raw`: its own bytes, when they can go out unchanged to 3.1.1 subscribers at QoS 0. */
+export type RawPublish = mqttPacket.IPublishPacket & { raw?: Buffer }
+
 export interface ReaderEvents {
   packet: (packet: mqttPacket.Packet) => void
   /** A packet larger than the cap was announced (its size), or bytes that are no MQTT. */
@@ -87,18 +90,23 @@ export class PacketReader {
       if (at + total > end) return this.keep(chunk, at, total)
       const bodyStart = at + headerLength
       const first = chunk[at]
-      if (this.version === 0 || !this.fast(chunk, first, bodyStart, at + total)) this.parser.parse(chunk.subarray(at, at + total))
+      if (this.version === 0 || !this.fast(chunk, first, at, bodyStart, at + total)) this.parser.parse(chunk.subarray(at, at + total))
       at += total
     }
   }
 
   /** A packet parsed here, or false to let mqtt-packet do it. */
-  private fast (chunk: Buffer, first: number, start: number, end: number): boolean {
+  private fast (chunk: Buffer, first: number, packetStart: number, start: number, end: number): boolean {
     const type = first >> 4
-    if (type === 3) return this.publish(chunk, first, start, end)
-    if (end - start === 2 && (first === 0x40 || first === 0x50 || first === 0x62 || first === 0x70)) {
+    if (type === 3) return this.publish(chunk, first, packetStart, start, end)
+    const length = end - start
+    // an acknowledgement: the id, and in v5 a reason code (with an empty property length) or nothing (0x00)
+    if ((length === 2 || (this.version === 5 && (length === 3 || (length === 4 && chunk[start + 3] === 0)))) &&
+      (first === 0x40 || first === 0x50 || first === 0x62 || first === 0x70)) {
       const cmd = first === 0x40 ? 'puback' : first === 0x50 ? 'pubrec' : first === 0x62 ? 'pubrel' : 'pubcomp'
-      this.events.packet({ cmd, messageId: chunk.readUInt16BE(start) } as mqttPacket.Packet)
+      const packet = { cmd, messageId: chunk.readUInt16BE(start) } as mqttPacket.IPubackPacket
+      if (this.version === 5) packet.reasonCode = length === 2 ? 0 : chunk[start + 2]
+      this.events.packet(packet as mqttPacket.Packet)
       return true
     }
     if (first === 0xc0 && end === start) {
@@ -108,7 +116,7 @@ export class PacketReader {
     return false
   }
 
-  private publish (chunk: Buffer, first: number, start: number, end: number): boolean {
+  private publish (chunk: Buffer, first: number, packetStart: number, start: number, end: number): boolean {
     const qos = (first >> 1) & 0x03
     if (qos === 3 || end - start < 2) return false
     const topicLength = chunk.readUInt16BE(start)
@@ -140,8 +148,10 @@ export class PacketReader {
     // a QoS 0 message that is not retained is routed and written at once: a view of the chunk will do;
     // anything that may be kept (queued, retained) gets its own copy rather than pinning the whole chunk
     const payload = qos === 0 && !retain ? chunk.subarray(at, end) : Buffer.from(chunk.subarray(at, end))
-    const packet: mqttPacket.IPublishPacket = { cmd: 'publish', topic, payload, qos: qos as 0 | 1 | 2, retain, dup: (first & 0x08) !== 0 }
+    const packet: RawPublish = { cmd: 'publish', topic, payload, qos: qos as 0 | 1 | 2, retain, dup: (first & 0x08) !== 0 }
     if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd)
+    // a 3.1.1 QoS 0 PUBLISH without flags is, byte for byte, what its 3.1.1 subscribers get
+    else if (first === 0x30 && this.version !== 5) packet.raw = chunk.subarray(packetStart, end)
     this.events.packet(packet)
     return true
   }

@@ -14,7 +14,8 @@ import { atLeast, collect, fresh, untilMarker, useBroker } from './support.js'
  * - [MQTT-3.1.2-23], [MQTT-3.1.3-7], [MQTT-3.14.4-1], [MQTT-3.14.4-2], [MQTT-6.0.0-3]: bind the client.
  * - [MQTT-3.1.3-1], [MQTT-3.1.3-3] (field order, client id first): a client rule; a CONNECT that breaks
  *   it is malformed, which [MQTT-3.1.4-1] covers (a CONNECT cut short after the keep alive).
- * - [MQTT-3.1.3-2] (the client id names the state): tested in v311-session (sessions by client id).
+ * - [MQTT-3.1.3-2] (the client id names the state), [MQTT-3.1.4-3] (clean session processing): tested in
+ *   v311-session.
  * - [MQTT-3.1.3-9] (any client id refused gets 0x02): Tetra refuses only the zero-length one with clean
  *   session 0, tested as [MQTT-3.1.3-8].
  * - [MQTT-3.2.2-6] (no return code fits: close without CONNACK): every such case here is a malformed

@@ -13,6 +13,8 @@ import { atLeast, collect, fresh, untilMarker, useBroker } from './support.js'
  * - [MQTT-4.3.3-1] "MUST NOT re-send the PUBLISH once it has sent the PUBREL": a resend could only come at a
  *   reconnect; [MQTT-4.4.0-1] there (v311-session) checks that a PUBREL, not the PUBLISH, is resent.
  * - [MQTT-3.3.5-2] (a publish the server does not authorize): needs an auth file; tested in v5-auth.
+ * - [MQTT-3.3.1-1] (DUP on a resend), [MQTT-4.4.0-1], [MQTT-4.5.0-1]: resends and queued messages happen
+ *   across connections; tested in v311-session.
  * - [MQTT-3.3.2-1], [MQTT-3.3.2-2] (topic name UTF-8, no wildcards): tested in v311-topics.
  * - [MQTT-4.6.0-5] (an "Unordered Topic" mechanism) is a MAY; the ordering itself is [MQTT-4.6.0-6] here.
  */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import type { IConnackPacket, IPublishPacket, IPubrelPacket } from 'mqtt-packet'
-import { RawClient, rawConnect } from './raw-client.js'
-import { atLeast, collect, fresh, useBroker } from './support.js'
+import type { IConnackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket, IPubrelPacket } from 'mqtt-packet'
+import { RawClient, rawConnect, rawPublish } from './raw-client.js'
+import { atLeast, collect, fresh, untilMarker, useBroker } from './support.js'
 
 /**
  * MQTT 3.1.1 sessions (§3.1.2.4 Clean Session, §3.2.2.2 Session Present, §4.1 storing state, §4.4
@@ -142,6 +142,39 @@ describe('MQTT 3.1.1 sessions', () => {
     await pub.publishAsync(`${topic}/marker`, 'm')
     await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}/marker`)
     expect(c.pending('publish')).toEqual([])
+  })
+
+  it('[MQTT-3.1.4-2] [MQTT-3.2.2-2] a takeover with clean session 0 keeps the session: the old connection closes, the new one has its subscriptions', async () => {
+    const topic = fresh('take/')
+    const id = await persistentWith(topic, 1)
+    const { c: first } = await connectRaw(id, false)
+    const { c: second, ack } = await connectRaw(id, false)
+    expect(ack.sessionPresent).toBe(true)
+    await first.awaitClose()
+    const pub = await s.client()
+    await pub.publishAsync(topic, 'after takeover', { qos: 1 })
+    expect((await second.next('publish') as IPublishPacket).payload.toString()).toBe('after takeover')
+  })
+
+  it('[MQTT-4.3.3-2] [MQTT-4.1.0-1] a QoS 2 PUBLISH received before a reconnect is not delivered twice when resent after it; its PUBREL then completes', async () => {
+    const topic = fresh('in2/')
+    const watcher = await s.client()
+    const got = collect(watcher)
+    await watcher.subscribeAsync([topic, `${topic}/marker`], { qos: 2 })
+    const id = fresh('in2c')
+    const { c: first } = await connectRaw(id, false)
+    first.sendBytes(rawPublish(topic, 'once', { qos: 2, id: 17 }))
+    await first.next('pubrec')
+    first.destroy()
+    await first.closed
+    const { c, ack } = await connectRaw(id, false)
+    expect(ack.sessionPresent).toBe(true)
+    c.sendBytes(rawPublish(topic, 'once', { qos: 2, id: 17, dup: true }))
+    expect((await c.next('pubrec') as IPubrecPacket).messageId).toBe(17)
+    c.send({ cmd: 'pubrel', messageId: 17 })
+    expect((await c.next('pubcomp') as IPubcompPacket).messageId).toBe(17)
+    await watcher.publishAsync(`${topic}/marker`, 'm', { qos: 2 })
+    expect((await untilMarker(got, `${topic}/marker`)).map(m => m.payload.toString())).toEqual(['once'])
   })
 
   it('[MQTT-4.1.0-2] a session lasts as long as its connection: a clean session keeps its subscriptions while connected', async () => {

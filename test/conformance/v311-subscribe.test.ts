@@ -10,6 +10,7 @@ import { atLeast, collect, fresh, untilMarker, useBroker } from './support.js'
  * Server statements of these chapters not tested here, and why:
  * - [MQTT-3.8.3-1], [MQTT-3.10.3-1] (filters are UTF-8): tested in v311-topics with the other UTF-8 rules.
  * - [MQTT-3.8.3-2] allows a server without wildcards to refuse them; Tetra supports them, which is checked.
+ * - [MQTT-3.8.4-6] (delivery QoS = min(published, granted)): tested in v311-publish.
  */
 
 const s = useBroker()

@@ -103,7 +103,53 @@ describe('MQTT 5 Receive Maximum at QoS 2', () => {
   })
 })
 
+describe('MQTT 5 Receive Maximum at reconnect', () => {
+  it('[MQTT-3.3.4-9] [MQTT-4.9.0-2] messages queued for an offline session go out at reconnect no more than Receive Maximum at a time', async () => {
+    const topic = fresh('flowq/')
+    const id = fresh('flowq')
+    const away = await s.raw(5, { clientId: id, properties: { sessionExpiryInterval: 60 } })
+    away.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }, { topic: `${topic}/marker`, qos: 0 }] })
+    await away.next('suback')
+    away.disconnect()
+    await away.closed
+    const pub = await s.client({ protocolVersion: 5 })
+    for (let i = 0; i < 5; i++) await pub.publishAsync(topic, `q${i}`, { qos: 1 })
+    const c = await s.raw(5, { clientId: id, clean: false, properties: { receiveMaximum: 2, sessionExpiryInterval: 0 } })
+    await waitFor(() => c.pending('publish').length >= 2, 4000, 'the first two queued messages')
+    await pub.publishAsync(`${topic}/marker`, 'm', { qos: 0 })
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}/marker`)
+    const first = c.pending('publish') as IPublishPacket[]
+    expect(first.map(p => p.payload.toString())).toEqual(['q0', 'q1'])
+    for (const p of first) {
+      await c.next('publish', 100, q => q === p)
+      c.send({ cmd: 'puback', messageId: p.messageId! })
+    }
+    const rest: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const p = await c.next('publish') as IPublishPacket
+      rest.push(p.payload.toString())
+      c.send({ cmd: 'puback', messageId: p.messageId! })
+    }
+    expect(rest).toEqual(['q2', 'q3', 'q4'])
+  })
+})
+
 describe('MQTT 5 Maximum Packet Size', () => {
+  it('[MQTT-3.1.2-24] a retained message larger than the client\'s Maximum Packet Size is not sent at SUBSCRIBE', async () => {
+    const topic = fresh('mps-ret/')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(`${topic}/big`, Buffer.alloc(500, 3), { qos: 1, retain: true })
+    await pub.publishAsync(`${topic}/small`, 'small', { qos: 1, retain: true })
+    const c = await s.raw(5, { properties: { maximumPacketSize: 200 } })
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${topic}/+`, qos: 1 }, { topic: `${topic}-marker`, qos: 0 }] })
+    await c.next('suback')
+    await pub.publishAsync(`${topic}-marker`, 'm', { qos: 0 })
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}-marker`)
+    expect((c.pending('publish') as IPublishPacket[]).map(p => p.topic)).toEqual([`${topic}/small`])
+    await pub.publishAsync(`${topic}/big`, '', { qos: 1, retain: true })
+    await pub.publishAsync(`${topic}/small`, '', { qos: 1, retain: true })
+  })
+
   it('§3.2.2.3.6 a PUBLISH larger than the server\'s Maximum Packet Size: DISCONNECT 0x95 and close', async () => {
     const c = await s.raw(5)
     c.sendBytes(rawPublish(fresh('big/'), Buffer.alloc(3000, 1), { qos: 1, id: 1, properties: none }))

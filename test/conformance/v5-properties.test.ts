@@ -39,6 +39,32 @@ describe('MQTT 5 publish properties forwarded', () => {
     expect(wireUserProperties(sub.bytes())).toEqual([list])
   })
 
+  it('[MQTT-3.3.2-18] the order of interleaved User Properties is kept in a retained message and in a message queued for an offline session', async () => {
+    const topic = fresh('up-kept/')
+    const list: Array<[string, string]> = [['n', '1'], ['m', '2'], ['n', '3']]
+    const id = fresh('upq')
+    const away = await s.raw(5, { clientId: id, properties: { sessionExpiryInterval: 60 } })
+    away.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] })
+    await away.next('suback')
+    away.disconnect()
+    await away.closed
+    const pub = await s.raw(5)
+    pub.sendBytes(rawPublish(topic, 'kept', { qos: 1, id: 1, retain: true, properties: pairs(list) }))
+    await pub.next('puback')
+    const retained = await rawSubscriber(topic)
+    await retained.c.next('publish')
+    const back = await s.rawOpen(5)
+    const chunks: Buffer[] = []
+    back.socket.on('data', (d: Buffer) => { chunks.push(d) })
+    back.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: id, clean: false, keepalive: 0, properties: { sessionExpiryInterval: 0 } })
+    await back.next('connack')
+    await back.next('publish')
+    expect(wireUserProperties(retained.bytes())).toEqual([list])
+    expect(wireUserProperties(Buffer.concat(chunks))).toEqual([list])
+    pub.sendBytes(rawPublish(topic, '', { qos: 1, id: 2, retain: true, properties: Buffer.alloc(0) }))
+    await pub.next('puback')
+  })
+
   it('[MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-20] Payload Format Indicator, Response Topic, Correlation Data and Content Type are forwarded unaltered', async () => {
     const topic = fresh('props/')
     const sub = await rawSubscriber(topic)

@@ -276,6 +276,29 @@ describe('MQTT 5 expiry during a QoS 2 exchange', () => {
   })
 })
 
+describe('MQTT 5 QoS 2 received across a reconnect', () => {
+  it('[MQTT-4.3.3-10] [MQTT-4.3.3-11] a QoS 2 PUBLISH received before a reconnect is not delivered twice when resent after it; its PUBREL gets PUBCOMP 0x00', async () => {
+    const topic = fresh('in2/')
+    const got = await watch(topic)
+    const id = fresh('in2c')
+    const { c: first } = await connect(id, true, { sessionExpiryInterval: 60 })
+    first.send({ cmd: 'publish', topic, payload: Buffer.from('once'), qos: 2, messageId: 17, retain: false, dup: false })
+    await first.next('pubrec')
+    first.destroy()
+    await first.closed
+    const { c, ack } = await connect(id, false, { sessionExpiryInterval: 0 })
+    expect(ack.sessionPresent).toBe(true)
+    c.send({ cmd: 'publish', topic, payload: Buffer.from('once'), qos: 2, messageId: 17, retain: false, dup: true })
+    expect((await c.next('pubrec')).messageId).toBe(17)
+    c.send({ cmd: 'pubrel', messageId: 17 })
+    const comp = await c.next('pubcomp') as IPubcompPacket
+    expect([comp.messageId, comp.reasonCode ?? 0]).toEqual([17, 0])
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(`${topic}/marker`, 'm', { qos: 1 })
+    expect((await untilMarker(got, `${topic}/marker`)).map(m => m.payload.toString())).toEqual(['once'])
+  })
+})
+
 describe('MQTT 5 retransmission', () => {
   it('[MQTT-4.4.0-1] [MQTT-3.3.1-1] an unacknowledged QoS 1 PUBLISH is resent at reconnect with its packet identifier and DUP 1', async () => {
     const id = fresh('rs')

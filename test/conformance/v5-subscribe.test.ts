@@ -14,8 +14,6 @@ import { closedWith, collect, fresh, untilMarker, useBroker } from './support.js
  *   maximum packet size): see v5-connect's [MQTT-3.1.2-29] for when they may be sent at all.
  * - [MQTT-4.8.2-4], [MQTT-4.8.2-5] (a shared message owed to a client that went away): need the client's
  *   session to end at a chosen moment mid-delivery; the bus's own tests hold the shared-group queueing.
- * - [MQTT-4.8.2-6] (PUBACK 0x80+ from a shared member: not sent to another) needs a client that refuses;
- *   tested with a raw client below.
  */
 
 const s = useBroker()
@@ -253,6 +251,33 @@ describe('MQTT 5 subscription identifiers', () => {
   })
 })
 
+describe('MQTT 5 subscription identifiers on retained and queued messages', () => {
+  it('[MQTT-3.3.4-3] a retained message sent at SUBSCRIBE carries the subscription\'s identifier', async () => {
+    const topic = fresh('sid-ret/')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'kept', { qos: 1, retain: true })
+    const { c } = await subscribed([{ topic, qos: 1 }], { subscriptionIdentifier: 42 })
+    const p = await c.next('publish') as IPublishPacket
+    expect([p.retain, p.properties?.subscriptionIdentifier]).toEqual([true, 42])
+    await pub.publishAsync(topic, '', { qos: 1, retain: true })
+  })
+
+  it('[MQTT-3.3.4-3] a message queued for an offline session carries the subscription\'s identifier at reconnect', async () => {
+    const topic = fresh('sid-q/')
+    const id = fresh('sidq')
+    const away = await s.raw(5, { clientId: id, properties: { sessionExpiryInterval: 60 } })
+    away.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }], properties: { subscriptionIdentifier: 77 } })
+    await away.next('suback')
+    away.disconnect()
+    await away.closed
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'queued', { qos: 1 })
+    const c = await s.raw(5, { clientId: id, clean: false, properties: { sessionExpiryInterval: 0 } })
+    const p = await c.next('publish') as IPublishPacket
+    expect([p.payload.toString(), p.properties?.subscriptionIdentifier]).toEqual(['queued', 77])
+  })
+})
+
 describe('MQTT 5 UNSUBSCRIBE', () => {
   it('[MQTT-3.10.1-1] fixed header flags other than 0010 are malformed: close', async () => {
     const c = await s.raw(5)
@@ -373,6 +398,24 @@ describe('MQTT 5 topic filters and shared subscriptions', () => {
     }
     expect(got.map(g => g.payload).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `m${i}`).sort())
     for (const g of got) expect(g.qos).toBe(g.who === 'a' ? 0 : 1)
+  })
+
+  it('§4.8.2 retained messages are not sent when a shared subscription is established; the subscription is removed by UNSUBSCRIBE with its full filter', async () => {
+    const topic = fresh('shared-ret/')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'kept', { qos: 1, retain: true })
+    const { c, ack } = await subscribed([{ topic: `$share/rg/${topic}`, qos: 1 }, { topic: `${topic}-marker`, qos: 0 }])
+    expect(ack.granted).toEqual([1, 0])
+    await pub.publishAsync(`${topic}-marker`, 'm')
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}-marker`)
+    expect(c.pending('publish')).toEqual([])
+    c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: [`$share/rg/${topic}`] })
+    expect((await c.next('unsuback') as IUnsubackPacket).granted).toEqual([0x00])
+    await pub.publishAsync(topic, 'after', { qos: 1 })
+    await pub.publishAsync(`${topic}-marker`, 'm2')
+    await c.next('publish', 4000, p => (p as IPublishPacket).topic === `${topic}-marker`)
+    expect(c.pending('publish')).toEqual([])
+    await pub.publishAsync(topic, '', { qos: 1, retain: true })
   })
 
   it('[MQTT-4.8.2-6] a shared message refused by its member (PUBACK 0x80) is not sent to another member', async () => {

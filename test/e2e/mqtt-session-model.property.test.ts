@@ -25,9 +25,9 @@ import { ClientSession, type Version } from './session-model/subscriber.js'
  * TETRA_MODEL_STATS=1 prints what the runs exercised (messages owed, delivered, resent; crashes).
  */
 
-const RUNS = Number(process.env.TETRA_MODEL_RUNS ?? 20)
+const RUNS = Number(process.env.TETRA_MODEL_RUNS ?? 15)
 /** Crash restarts per case: each costs 2-4 s (a broker start through tsx). */
-const CRASHES = Number(process.env.TETRA_MODEL_CRASHES ?? 3)
+const CRASHES = Number(process.env.TETRA_MODEL_CRASHES ?? 2)
 const SEED = process.env.TETRA_MODEL_SEED === undefined ? undefined : Number(process.env.TETRA_MODEL_SEED)
 
 let broker: BrokerUnderTest

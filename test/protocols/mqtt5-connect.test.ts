@@ -122,6 +122,24 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     expect([...await answer(connect('MQTX', 5))]).toEqual([0x20, 0x03, 0x00, 0x84, 0x00])
   })
 
+  it('[MQTT-3.1.2-22] nothing from the client for 1.5 times its keep alive: DISCONNECT 0x8D (keep alive timeout)', async () => {
+    const own = await startTestBroker({ mqttSysIntervalMs: 0 })
+    try {
+      const { client } = await clients.raw(own.mqtt.port, { clientId: 'silent', keepalive: 1 })
+      expect((await client.disconnected())?.reasonCode).toBe(0x8d)
+      // one that pings stays
+      const { client: pinging } = await clients.raw(own.mqtt.port, { clientId: 'pinging', keepalive: 1 })
+      for (let i = 0; i < 6; i++) {
+        pinging.send({ cmd: 'pingreq' })
+        await pinging.next('pingresp')
+        await new Promise(resolve => setTimeout(resolve, 500))
+      }
+      expect(pinging.isClosed()).toBe(false)
+    } finally {
+      await own.stop()
+    }
+  })
+
   it('shutdown: a connected v5 client gets DISCONNECT 0x8B (server shutting down)', async () => {
     const own = await startTestBroker({ mqttSysIntervalMs: 0 })
     const { client } = await clients.raw(own.mqtt.port, { clientId: 'shut', keepalive: 60 })

@@ -1,7 +1,8 @@
+import { connect as netConnect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt'
-import type { IPublishPacket } from 'mqtt-packet'
+import mqttPacket, { type IPublishPacket } from 'mqtt-packet'
 import type { StreamEntry } from '../../engines/stream/index.js'
 import { decodeEntryAt, encodeChunk, forEachInChunk, prepareEntry } from '../../engines/stream/codec.js'
 import { entryJson } from '../../protocols/http/routes/streams.js'
@@ -152,6 +153,53 @@ describe('POST /v1/pubsub/publish with MQTT 5 properties', () => {
     }
   })
 
+  it('[MQTT-3.3.2-18] sends user properties given as [name, value] pairs in that order, also when a name recurs between others', async () => {
+    const pairs = [['b', '1'], ['a', '2'], ['b', '3'], ['é', 'ü']]
+    // an MQTT 5 subscriber on a bare socket: the order is read from the PUBLISH bytes (client libraries give a record)
+    const socket = netConnect({ host: '127.0.0.1', port: broker.mqtt.port })
+    let bytes = Buffer.alloc(0)
+    socket.on('data', (d: Buffer) => { bytes = Buffer.concat([bytes, d]) })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', () => { resolve() }); socket.once('error', reject) })
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, clientId: 'order-reader', clean: true, keepalive: 0 }, { protocolVersion: 5 }))
+    socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'props/order', qos: 0 }] }, { protocolVersion: 5 }))
+    // CONNACK (0x20) and SUBACK (0x90) read: the subscription is in place
+    await waitFor(() => bytes.includes(0x90) && bytes[0] === 0x20, 5000, 'CONNACK and SUBACK')
+    const sse = await sseSubscribe('props/order')
+    try {
+      expect((await publishHttp({ topic: 'props/order', payload: 'ordered', encoding: 'utf8', userProperties: pairs })).status).toBe(200)
+      await waitFor(() => bytes.includes('ordered') && sse.events.length === 1, 5000, 'the message on both')
+      const encoded = (name: string, value: string): Buffer => {
+        const n = Buffer.from(name)
+        const v = Buffer.from(value)
+        const out = Buffer.alloc(5 + n.length + v.length)
+        out[0] = 0x26
+        out.writeUInt16BE(n.length, 1)
+        n.copy(out, 3)
+        out.writeUInt16BE(v.length, 3 + n.length)
+        v.copy(out, 5 + n.length)
+        return out
+      }
+      const at = pairs.map(([n, v]) => bytes.indexOf(encoded(n, v)))
+      expect(at.every(i => i > 0)).toBe(true)
+      expect([...at].sort((x, y) => x - y)).toEqual(at)
+      const event = JSON.parse(sse.events[0].data) as Record<string, unknown>
+      expect(event.userProperties).toEqual({ b: ['1', '3'], a: '2', é: 'ü' })
+      expect(event.userPropertyList).toEqual(pairs)
+    } finally {
+      sse.close()
+      socket.destroy()
+    }
+    // pairs whose names do not recur between others need no list: the record says it all
+    const grouped = await sseSubscribe('props/order2')
+    try {
+      expect((await publishHttp({ topic: 'props/order2', payload: 1, userProperties: [['a', '1'], ['a', '2'], ['b', '3']] })).status).toBe(200)
+      await waitFor(() => grouped.events.length === 1, 5000, 'the event')
+      expect(JSON.parse(grouped.events[0].data)).toEqual({ topic: 'props/order2', payload: 1, qos: 0, retain: false, userProperties: { a: ['1', '2'], b: '3' } })
+    } finally {
+      grouped.close()
+    }
+  })
+
   it('refuses bad properties with a 400 problem naming the field', async () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ messageExpiry: 0 }, /messageExpiry/],
@@ -163,6 +211,11 @@ describe('POST /v1/pubsub/publish with MQTT 5 properties', () => {
       [{ userProperties: { a: 1 } }, /userProperties/],
       [{ userProperties: { a: [1] } }, /userProperties/],
       [{ userProperties: ['a'] }, /userProperties/],
+      [{ userProperties: [['a']] }, /userProperties/],
+      [{ userProperties: [['a', 'b', 'c']] }, /userProperties/],
+      [{ userProperties: [['a', 1]] }, /userProperties/],
+      [{ userProperties: [['ok', 'x'], ['a\u0000', 'x']] }, /userProperties\[1\]\[0\].*NUL/],
+      [{ userProperties: [['a', '\udc00']] }, /userProperties\[0\]\[1\].*surrogate/],
       [{ userProperties: { a: 'x\u0000y' } }, /userProperties\["a"\].*NUL/],
       [{ userProperties: { 'a\u0000': 'x' } }, /userProperties.*name.*NUL/],
       [{ userProperties: { a: ['ok', '\ud800'] } }, /userProperties\["a"\]\[1\].*surrogate/],
@@ -217,14 +270,14 @@ describe('stream capture keeps the properties', () => {
       const pub = await connect(5)
       await pub.publishAsync('props/cap/a', 'one', { qos: 1, properties: { contentType: 'text/plain', correlationData: Buffer.from([1, 2, 255]), userProperties: { k: ['v1', 'v2'] }, messageExpiryInterval: 600 } })
       await pub.publishAsync('props/cap/b', 'two', { qos: 1 })
-      expect((await publishHttp({ topic: 'props/cap/c', payload: 3, qos: 1, responseTopic: 'props/r', correlationData: 'id-1', payloadFormat: 1 })).status).toBe(200)
+      expect((await publishHttp({ topic: 'props/cap/c', payload: 3, qos: 1, responseTopic: 'props/r', correlationData: 'id-1', payloadFormat: 1, userProperties: [['x', '1'], ['y', '2'], ['x', '3']] })).status).toBe(200)
       const res = await fetch(`${broker.url}/v1/streams/props-capture/messages?from=start`)
       const { messages } = await res.json() as { messages: Array<Record<string, unknown>> }
       const expected = [
         // the message expiry is not kept: the stream's own retention decides how long an entry lives
         { offset: 0, topic: 'props/cap/a', qos: 1, retain: false, contentType: 'text/plain', correlationData: 'AQL/', correlationEncoding: 'base64', userProperties: { k: ['v1', 'v2'] }, payload: 'one', encoding: 'utf8' },
         { offset: 1, topic: 'props/cap/b', qos: 1, retain: false, payload: 'two', encoding: 'utf8' },
-        { offset: 2, topic: 'props/cap/c', qos: 1, retain: false, payloadFormat: 1, responseTopic: 'props/r', correlationData: 'id-1', payload: 3 }
+        { offset: 2, topic: 'props/cap/c', qos: 1, retain: false, payloadFormat: 1, responseTopic: 'props/r', correlationData: 'id-1', userProperties: { x: ['1', '3'], y: '2' }, userPropertyList: [['x', '1'], ['y', '2'], ['x', '3']], payload: 3 }
       ]
       expect(messages.map(({ timestamp, ...m }) => m)).toEqual(expected)
       await waitFor(() => tail.events.length === 3, 5000, 'three tail events')
@@ -251,7 +304,8 @@ describe('stream capture keeps the properties', () => {
       contentType: fc.string({ unit: 'binary' }),
       responseTopic: fc.string({ unit: 'binary' }),
       correlationData: fc.uint8Array({ maxLength: 20 }).map(b => Buffer.from(b)),
-      userProperties: fc.dictionary(fc.string(), fc.oneof(fc.string({ unit: 'binary' }), fc.array(fc.string(), { maxLength: 3 })))
+      userProperties: fc.dictionary(fc.string(), fc.oneof(fc.string({ unit: 'binary' }), fc.array(fc.string(), { maxLength: 3 }))),
+      userPropertyList: fc.array(fc.tuple(fc.string(), fc.string({ unit: 'binary' })), { maxLength: 4 })
     }, { requiredKeys: [] })
     const entry = fc.record({
       offset: fc.nat(),

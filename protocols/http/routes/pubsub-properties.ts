@@ -12,7 +12,8 @@ import type { MessageProperties, UserProperties } from '../../../engines/pubsub/
  *   responseTopic        a topic name (no wildcards)
  *   correlationData      string: the bytes as UTF-8 text, or base64 with correlationEncoding "base64"
  *   correlationEncoding  "utf8" (the default) | "base64"
- *   userProperties       {name: value | [values in order]}
+ *   userProperties       {name: value | [values in order]}, or on publish [[name, value], ...] in wire order
+ *   userPropertyList     out only, when a name recurs between others: [[name, value], ...] in the order sent
  *   messageExpiry        seconds: on publish, how long the message may wait; on the way out, what is left of it
  */
 export interface PropertiesBody {
@@ -21,7 +22,7 @@ export interface PropertiesBody {
   responseTopic?: string
   correlationData?: string
   correlationEncoding?: 'utf8' | 'base64'
-  userProperties?: UserProperties
+  userProperties?: UserProperties | Array<[string, string]>
   messageExpiry?: number
 }
 
@@ -38,9 +39,11 @@ export const propertiesBodySchema = {
   correlationData: { type: 'string', description: 'MQTT 5 correlation data: UTF-8 text, or base64 of the bytes with correlationEncoding "base64"' },
   correlationEncoding: { type: 'string', enum: ['utf8', 'base64'], description: 'How correlationData is written (default utf8)' },
   userProperties: {
-    type: 'object',
-    description: 'MQTT 5 user properties: name -> value, or name -> [values] for a name given several times (order kept)',
-    additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }
+    description: 'MQTT 5 user properties: {name: value} or {name: [values]} for a name given several times; or [[name, value], ...] to send them in exactly that order (a name may recur between others)',
+    anyOf: [
+      { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] } },
+      { type: 'array', items: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 2 } }
+    ]
   },
   messageExpiry: { type: 'integer', minimum: 1, maximum: MAX_MESSAGE_EXPIRY, description: 'MQTT 5 message expiry interval in seconds: undelivered after it (queued and retained copies too)' }
 } as const
@@ -52,7 +55,8 @@ export const propertiesOutSchema = {
   responseTopic: { type: 'string' },
   correlationData: { type: 'string' },
   correlationEncoding: { type: 'string', enum: ['base64'] },
-  userProperties: propertiesBodySchema.userProperties
+  userProperties: { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] } },
+  userPropertyList: { type: 'array', items: { type: 'array', items: { type: 'string' } }, description: 'present when a name recurs between others: the user properties in the order sent' }
 } as const
 
 export const expiryOutSchema = { messageExpiry: { type: 'integer', description: 'seconds left before the message expires' } } as const
@@ -69,16 +73,34 @@ function mqttString (value: string, field: string): string {
   return value
 }
 
-function userProperties (input: UserProperties): UserProperties {
+function userProperties (input: UserProperties | Array<[string, string]>): Pick<MessageProperties, 'userProperties' | 'userPropertyList'> {
   const out: UserProperties = {}
-  for (const [name, value] of Object.entries(input)) {
-    const field = `userProperties[${JSON.stringify(name)}]`
-    mqttString(name, `${field} (the name)`)
-    out[name] = typeof value === 'string'
-      ? mqttString(value, field)
-      : value.map((v, i) => mqttString(v, `${field}[${i}]`))
+  if (!Array.isArray(input)) {
+    for (const [name, value] of Object.entries(input)) {
+      const field = `userProperties[${JSON.stringify(name)}]`
+      mqttString(name, `${field} (the name)`)
+      out[name] = typeof value === 'string'
+        ? mqttString(value, field)
+        : value.map((v, i) => mqttString(v, `${field}[${i}]`))
+    }
+    return { userProperties: out }
   }
-  return out
+  // pairs in wire order: the record groups them by name; the list keeps the order when a name recurs between others
+  let interleaved = false
+  let previous: string | undefined
+  for (let i = 0; i < input.length; i++) {
+    const [name, value] = input[i]
+    mqttString(name, `userProperties[${i}][0] (the name)`)
+    mqttString(value, `userProperties[${i}][1]`)
+    const had = out[name]
+    if (had === undefined) out[name] = value
+    else {
+      if (previous !== name) interleaved = true
+      out[name] = typeof had === 'string' ? [had, value] : [...had, value]
+    }
+    previous = name
+  }
+  return interleaved ? { userProperties: out, userPropertyList: input.map(([n, v]) => [n, v]) } : { userProperties: out }
 }
 
 function correlationBytes (data: string, encoding: 'utf8' | 'base64' | undefined): Buffer {
@@ -117,7 +139,7 @@ export function propertiesFromBody (body: PropertiesBody, payload: Buffer): { pr
   if (body.correlationData !== undefined) { p.correlationData = correlationBytes(body.correlationData, body.correlationEncoding); any = true } else if (body.correlationEncoding !== undefined) {
     throw new InvalidArgument('correlationEncoding is given without correlationData')
   }
-  if (body.userProperties !== undefined) { p.userProperties = userProperties(body.userProperties); any = true }
+  if (body.userProperties !== undefined) { Object.assign(p, userProperties(body.userProperties)); any = true }
   return { ...(any ? { properties: p } : {}), ...(body.messageExpiry !== undefined ? { messageExpiry: body.messageExpiry } : {}) }
 }
 
@@ -143,6 +165,7 @@ export function propertiesJson (p: MessageProperties | undefined, expiresAt?: nu
       }
     }
     if (p.userProperties !== undefined) out.userProperties = p.userProperties
+    if (p.userPropertyList !== undefined) out.userPropertyList = p.userPropertyList
   }
   if (expiresAt !== undefined && now !== undefined) out.messageExpiry = Math.max(1, Math.ceil((expiresAt - now) / 1000))
   return Object.keys(out).length === 0 ? undefined : out

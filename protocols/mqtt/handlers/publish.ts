@@ -3,7 +3,8 @@ import type mqttPacket from 'mqtt-packet'
 import type { BusMessage, MessageProperties } from '../../../engines/pubsub/types.js'
 import { overTopicLimit } from '../../../engines/pubsub/topics.js'
 import type { Connection, OrderedPacket } from '../connection.js'
-import { orderedUserProperties } from '../encode.js'
+import { orderedUserProperties, primeQos0 } from '../encode.js'
+import type { RawPublish } from '../reader.js'
 import { RC } from '../reason.js'
 import { hasWildcard, isSysTopic } from '../topics.js'
 import { ackBytes, repeatedProperty } from './acks.js'
@@ -69,6 +70,8 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
     if (props.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + props.messageExpiryInterval * 1000
   }
   if (qos === 0) {
+    const raw = (packet as RawPublish).raw
+    if (raw !== undefined) primeQos0(message, raw)
     routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
     routingFrom(null)

@@ -46,6 +46,9 @@ function Clients (): JSX.Element {
   )
 }
 
+/** Above this rate over # the topic tree stops following the traffic (Resume takes it up again). */
+const MAX_TREE_RATE = 1000
+
 interface TopicStats { count: number, previous: number, rate: number, retained: boolean }
 interface TreeRow { path: string, level: number, label: string, rate: number, count: number, retained: boolean, leaf: boolean }
 
@@ -55,9 +58,10 @@ function TopicTree (): JSX.Element {
   const topics = useRef(new Map<string, TopicStats>())
   const [version, setVersion] = useState(0)
   const [state, setState] = useState('')
+  const [paused, setPaused] = useState(false)
   const allowed = perms.can('topic', 'subscribe', '#')
   useEffect(() => {
-    if (!allowed) return
+    if (!allowed || paused) return
     const stop = live('/v1/pubsub/subscribe', 'filter=%23', {
       onEvent: (_e, data) => {
         const m = JSON.parse(data) as BusMessage
@@ -73,11 +77,17 @@ function TopicTree (): JSX.Element {
       onState: (st, detail) => { setState(st === 'open' ? '' : `${st}${detail !== undefined ? ': ' + detail : ''}`) }
     })
     const timer = setInterval(() => {
-      for (const t of topics.current.values()) { t.rate = (t.count - t.previous) / 2; t.previous = t.count }
+      let total = 0
+      for (const t of topics.current.values()) { t.rate = (t.count - t.previous) / 2; t.previous = t.count; total += t.rate }
       setVersion(v => v + 1)
+      // every message of # goes to this page: on a busy broker that is load for both, so the tree stops
+      if (total > MAX_TREE_RATE) {
+        setPaused(true)
+        setState(`paused: more than ${MAX_TREE_RATE} messages/s; the tree keeps what it saw`)
+      }
     }, 2000)
     return () => { stop(); clearInterval(timer) }
-  }, [allowed])
+  }, [allowed, paused])
   const rows = useMemo(() => {
     // a node per level prefix, its rate the sum of the topics under it
     const nodes = new Map<string, TreeRow>()
@@ -96,7 +106,7 @@ function TopicTree (): JSX.Element {
   }, [version])
   if (!allowed) return <Card title="Topics"><p class="muted">This principal may not subscribe to #.</p></Card>
   return (
-    <Card title="Topics (live traffic)">
+    <Card title="Topics (live traffic)" actions={<button onClick={() => { setPaused(!paused); setState('') }}>{paused ? 'Resume' : 'Pause'}</button>}>
       {state !== '' && <p class="muted">{state}</p>}
       {rows.length === 0 ? <p class="muted">No message seen yet since this view opened.</p> : <div class="scroll tree"><table class="topics">
         <thead><tr><th>topic</th><th>msg/s</th><th>seen</th></tr></thead>
