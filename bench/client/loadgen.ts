@@ -4,19 +4,21 @@
  *            handle `count` messages of a filled queue with a handler that does nothing; the rate of acks
  *  - append: `connections` loops of stream.appendMany() batches of `batch` x `payloadBytes` for `durationMs`
  * The raw-HTTP counterparts are bench/queue/loadgen.ts (drain) and bench/stream/loadgen.ts (append).
+ * With a warm-up, an untimed first run (another queue, another stream) warms this process's JIT up.
  * Prints one JSON line with the result.
  */
 import { performance } from 'node:perf_hooks'
-import { Tetra } from '../../src/client/index.js'
+import { Tetra } from '../../src/client/node.js'
 import { latencySummary } from '../lib/stats.js'
 
 export type ClientLoadParams =
-  | { mode: 'worker', url: string, queue: string, count: number, batch: number, workers: number, concurrency: number, timeoutSeconds: number }
-  | { mode: 'append', url: string, stream: string, connections: number, batch: number, payloadBytes: number, durationMs: number }
+  | { mode: 'worker', url: string, queue: string, count: number, batch: number, workers: number, concurrency: number, timeoutSeconds: number, warmUp?: { queue: string, count: number } }
+  | { mode: 'append', url: string, stream: string, connections: number, batch: number, payloadBytes: number, durationMs: number, warmUpMs?: number }
 
 export interface ClientLoadResult { rate: number, done: number, seconds: number, errors: number, duplicates?: number, p50Ms?: number, p99Ms?: number }
 
 async function worker (p: Extract<ClientLoadParams, { mode: 'worker' }>): Promise<ClientLoadResult> {
+  if (p.warmUp !== undefined) await worker({ ...p, ...p.warmUp, warmUp: undefined })
   const tetra = new Tetra({ url: p.url })
   const queue = tetra.queue(p.queue)
   const seen = new Set<number>()
@@ -42,6 +44,7 @@ async function worker (p: Extract<ClientLoadParams, { mode: 'worker' }>): Promis
 }
 
 async function append (p: Extract<ClientLoadParams, { mode: 'append' }>): Promise<ClientLoadResult> {
+  if (p.warmUpMs !== undefined) await append({ ...p, stream: `${p.stream}-warm`, durationMs: p.warmUpMs, warmUpMs: undefined })
   const tetra = new Tetra({ url: p.url })
   const stream = tetra.stream(p.stream)
   const payload = 'x'.repeat(Math.max(0, p.payloadBytes - 2))
@@ -55,7 +58,10 @@ async function append (p: Extract<ClientLoadParams, { mode: 'append' }>): Promis
     for (let i = 0; i < 10_000_000 && performance.now() < end; i++) {
       const t0 = performance.now()
       try {
-        done += (await stream.appendMany(messages)).length
+        // awaited before the sum: `done += await ...` would read `done` before the await and lose the
+        // other loops' additions
+        const offsets = await stream.appendMany(messages)
+        done += offsets.length
       } catch { errors++ }
       latencies.push(performance.now() - t0)
     }

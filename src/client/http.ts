@@ -19,8 +19,63 @@ export interface ClientOptions {
   maxRetryDelay?: number
   /** Headers sent with every call. */
   headers?: Record<string, string>
-  /** The fetch to use (default: globalThis.fetch). */
+  /** The fetch to use (default: globalThis.fetch; in Node, tetra/client sends over node:http instead). */
   fetch?: typeof fetch
+  /** How a request is sent, below fetch (tetra/client in Node sets it: node-fetch.ts). */
+  send?: Sender
+}
+
+/** What the client reads of an answer: a fetch Response has all of it. */
+export interface WireResponse {
+  status: number
+  statusText: string
+  ok: boolean
+  headers: { get: (name: string) => string | null }
+  body: ReadableStream<Uint8Array> | null
+  text: () => Promise<string>
+  arrayBuffer: () => Promise<ArrayBuffer>
+}
+
+export interface SendOptions {
+  method: string
+  headers: Record<string, string>
+  body?: BodyInit
+  /** Ms before the attempt is abandoned (0: never); it then rejects with a TimeoutError. */
+  timeout: number
+  signal?: AbortSignal
+}
+
+/** Sends one request; rejects with the signal's reason when aborted, a TimeoutError, or a connection error. */
+export type Sender = (url: string, options: SendOptions) => Promise<WireResponse>
+
+/** The Sender over a fetch: an AbortController per attempt carries the timeout and the caller's signal. */
+export function fetchSender (fetchImpl: typeof fetch): Sender {
+  return async (url, options) => {
+    if (options.timeout === 0) {
+      // a stream (SSE): the caller's signal must reach the body too, after the answer's head
+      try {
+        return await fetchImpl(url, { method: options.method, headers: options.headers, body: options.body, signal: options.signal })
+      } catch (err) {
+        if (options.signal?.aborted === true) throw options.signal.reason
+        throw err
+      }
+    }
+    const controller = new AbortController()
+    const onAbort = (): void => { controller.abort(options.signal?.reason) }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    let timedOut = false
+    const timer = options.timeout > 0 ? setTimeout(() => { timedOut = true; controller.abort() }, options.timeout) : undefined
+    try {
+      return await fetchImpl(url, { method: options.method, headers: options.headers, body: options.body, signal: controller.signal })
+    } catch (err) {
+      if (options.signal?.aborted === true) throw options.signal.reason
+      if (timedOut) throw new TimeoutError(`no answer within ${options.timeout} ms`)
+      throw err
+    } finally {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+  }
 }
 
 /** Options every call takes. */
@@ -47,8 +102,8 @@ export interface RequestSpec extends CallOptions {
 
 export interface Answer {
   status: number
-  headers: Headers
-  response: Response
+  headers: WireResponse['headers']
+  response: WireResponse
 }
 
 const envUrl = (): string | undefined => {
@@ -77,13 +132,13 @@ export const namePath = (name: string): string => encodeURIComponent(name)
 export class Transport {
   readonly url: string
   readonly options: ClientOptions
-  readonly fetchImpl: typeof fetch
+  readonly send: Sender
   private readonly auth: Record<string, string>
 
   constructor (options: ClientOptions = {}) {
     this.options = options
     this.url = (options.url ?? envUrl() ?? 'http://127.0.0.1:8080').replace(/\/+$/, '')
-    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
+    this.send = options.send ?? fetchSender(options.fetch ?? globalThis.fetch.bind(globalThis))
     this.auth = {}
     if (options.token !== undefined && options.token !== '') this.auth.authorization = `Bearer ${options.token}`
     else if (options.username !== undefined) {
@@ -133,27 +188,16 @@ export class Transport {
     const timeout = spec.timeout ?? this.options.timeout ?? 30_000
     for (let attempt = 0; ; attempt++) {
       spec.signal?.throwIfAborted()
-      const controller = new AbortController()
-      const onAbort = (): void => { controller.abort(spec.signal?.reason) }
-      spec.signal?.addEventListener('abort', onAbort, { once: true })
-      let timedOut = false
-      const timer = timeout > 0
-        ? setTimeout(() => { timedOut = true; controller.abort() }, timeout + (spec.extraTime ?? 0))
-        : undefined
-      let response: Response
+      let response: WireResponse
       try {
-        response = await this.fetchImpl(url, { method: spec.method, headers, body, signal: controller.signal, keepalive: false })
+        response = await this.send(url, { method: spec.method, headers, body, timeout: timeout > 0 ? timeout + (spec.extraTime ?? 0) : 0, signal: spec.signal })
       } catch (err) {
-        clearTimeout(timer)
-        spec.signal?.removeEventListener('abort', onAbort)
         if (spec.signal?.aborted === true) throw spec.signal.reason
-        if (timedOut) throw new TimeoutError(`${spec.method} ${spec.path}: no answer within ${timeout} ms`)
+        if (err instanceof TimeoutError) throw new TimeoutError(`${spec.method} ${spec.path}: no answer within ${timeout} ms`)
         if (attempt >= this.maxRetries) throw new ConnectionError(`${spec.method} ${spec.path}: cannot reach ${this.url}: ${(err as Error).cause !== undefined ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message}`, { cause: err })
         await sleep(this.retryDelay(attempt), spec.signal)
         continue
       }
-      clearTimeout(timer)
-      spec.signal?.removeEventListener('abort', onAbort)
       if (response.ok || spec.accept?.includes(response.status) === true) return { status: response.status, headers: response.headers, response }
       const problem = await readProblem(response)
       if (response.status === 503 && attempt < this.maxRetries) {
@@ -174,7 +218,7 @@ export class Transport {
 }
 
 /** The problem document of an answer that is not a success (one made up when the body is not one). */
-export async function readProblem (response: Response): Promise<ProblemDetails> {
+export async function readProblem (response: WireResponse): Promise<ProblemDetails> {
   const text = await response.text().catch(() => '')
   try {
     const parsed = JSON.parse(text) as Partial<ProblemDetails>

@@ -29,6 +29,8 @@ export interface Message<T = unknown> extends Omit<PublishProperties, 'correlati
   encoding?: Encoding
   correlationData?: string | Uint8Array
   correlationEncoding?: Encoding
+  /** When a user property name recurs between others: all of them in the order sent. */
+  userPropertyList?: Array<[string, string]>
 }
 
 /** Subscribing over MQTT (MQTT.js, loaded when first used) instead of SSE. */

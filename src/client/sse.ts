@@ -1,5 +1,5 @@
 import { ConnectionError, errorFromProblem } from './errors.js'
-import { readProblem, sleep, type RequestSpec, type Transport } from './http.js'
+import { readProblem, sleep, type RequestSpec, type Transport, type WireResponse } from './http.js'
 
 /** One Server-Sent Event. */
 export interface SseMessage {
@@ -81,10 +81,12 @@ export async function * sseFeed (transport: Transport, spec: Pick<RequestSpec, '
   try {
     for (;;) {
       options.signal?.throwIfAborted()
-      let response: Response | undefined
+      let response: WireResponse | undefined
       try {
-        response = await transport.fetchImpl(transport.urlOf(spec.path, spec.query), {
+        response = await transport.send(transport.urlOf(spec.path, spec.query), {
+          method: 'GET',
           headers: transport.headers({ accept: 'text/event-stream', ...(lastId !== undefined ? { 'last-event-id': lastId } : {}) }),
+          timeout: 0,
           signal: controller.signal
         })
       } catch (err) {

@@ -1,4 +1,4 @@
-import type { CallOptions, Transport } from './http.js'
+import type { CallOptions, Transport, WireResponse } from './http.js'
 import { keyPath } from './http.js'
 import { decodePayload, encodePayload, type Encoding } from './payload.js'
 import { sseFeed } from './sse.js'
@@ -54,7 +54,7 @@ export interface StoreEvent {
 }
 
 /** A body as a value: JSON parsed, text as a string, anything else as bytes. */
-export async function valueOf (response: Response): Promise<unknown> {
+export async function valueOf (response: WireResponse): Promise<unknown> {
   const type = response.headers.get('content-type') ?? ''
   if (/^application\/(.+\+)?json/i.test(type)) {
     const text = await response.text()
@@ -71,7 +71,7 @@ function bodyOf (value: unknown, contentType?: string): { body: BodyInit, type: 
   return { body: JSON.stringify(value), type: contentType ?? 'application/json' }
 }
 
-const ttlHeader = (headers: Headers): number | null => {
+const ttlHeader = (headers: WireResponse['headers']): number | null => {
   const t = headers.get('tetra-ttl')
   return t === null ? null : Number(t)
 }

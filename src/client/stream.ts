@@ -54,6 +54,8 @@ export interface StreamMessage<T = unknown> {
   correlationData?: string
   correlationEncoding?: Encoding
   userProperties?: Record<string, string | string[]>
+  /** When a user property name recurs between others: all of them in the order sent. */
+  userPropertyList?: Array<[string, string]>
 }
 
 /** Where to read from: an offset, 'start' or 'end'; or a time (Date, epoch ms or ISO 8601). */

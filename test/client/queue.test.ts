@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
-import { Tetra, ConflictError, NotFoundError } from '../../src/client/index.js'
+import { Tetra, ConflictError, NotFoundError } from '../../src/client/node.js'
 
 let broker: TestBroker
 let tetra: Tetra

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, type TestBroker } from '../helpers.js'
-import { Tetra, NotFoundError, BadRequestError, type StoreEvent } from '../../src/client/index.js'
+import { Tetra, NotFoundError, BadRequestError, type StoreEvent } from '../../src/client/node.js'
 
 let broker: TestBroker
 let tetra: Tetra

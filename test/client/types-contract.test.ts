@@ -45,18 +45,18 @@ const CHECKS: Array<{ type: string, names: readonly string[], schema: () => Sche
   { type: 'StreamInfo', names: fields<StreamInfo>()('name', 'settings', 'createdAt', 'firstOffset', 'lastOffset', 'nextOffset', 'count', 'bytes', 'groups'), schema: () => answer('get', '/v1/streams/{name}') },
   {
     type: 'StreamMessage',
-    names: fields<StreamMessage>()('offset', 'timestamp', 'topic', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'key', 'headers', 'payload', 'encoding', 'deliveries'),
+    names: fields<StreamMessage>()('offset', 'timestamp', 'topic', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'userPropertyList', 'key', 'headers', 'payload', 'encoding', 'deliveries'),
     schema: () => answer('get', '/v1/streams/{name}/messages').properties!.messages.items!
   },
   {
     type: 'StreamMessage (group receive)',
-    names: fields<StreamMessage>()('offset', 'timestamp', 'topic', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'key', 'headers', 'payload', 'encoding', 'deliveries'),
+    names: fields<StreamMessage>()('offset', 'timestamp', 'topic', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'userPropertyList', 'key', 'headers', 'payload', 'encoding', 'deliveries'),
     schema: () => answer('post', '/v1/streams/{name}/groups/{group}/receive').properties!.messages.items!
   },
   { type: 'GroupInfo', names: fields<GroupInfo>()('name', 'committed', 'pending', 'lag', 'dead', 'delivered', 'ackWait', 'maxDeliveries', 'maxPending', 'createdAt', 'readers'), schema: () => answer('get', '/v1/streams/{name}/groups/{group}') },
   {
     type: 'Message (pubsub)',
-    names: fields<Message>()('topic', 'payload', 'encoding', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'messageExpiry'),
+    names: fields<Message>()('topic', 'payload', 'encoding', 'qos', 'retain', 'payloadFormat', 'contentType', 'responseTopic', 'correlationData', 'correlationEncoding', 'userProperties', 'userPropertyList', 'messageExpiry'),
     schema: () => answer('get', '/v1/pubsub/retained').properties!.messages.items!
   }
 ]

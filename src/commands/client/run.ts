@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline'
-import { ConnectionError, NotFoundError, Tetra, TetraError, TimeoutError, type Message, type PublishOptions, type StreamMessage } from '../../client/index.js'
+import { ConnectionError, NotFoundError, Tetra, TetraError, TimeoutError, type Message, type PublishOptions, type StreamMessage } from '../../client/node.js'
 import { commandHelp, type ClientCommandName } from './help.js'
 import { numberValue, parseClientArgs, UsageError, value, type ParsedArgs } from './args.js'
 import { createOutput, readable, wirePayload, type Output } from './output.js'
