@@ -246,7 +246,7 @@ export function completeOpenApi<D extends object> (openapiObject: D): D {
 }
 
 /** Operations of the table the document lacks, and operations of the document the table lacks (for the tests). */
-export function undocumentedOperations (paths: Paths): { missingInTable: string[], missingInDocument: string[] } {
+export function undocumentedOperations (paths: Record<string, Record<string, object>>): { missingInTable: string[], missingInDocument: string[] } {
   const inDoc = new Set<string>()
   for (const [path, methods] of Object.entries(paths)) for (const method of Object.keys(methods)) if (METHODS.includes(method)) inDoc.add(`${method.toUpperCase()} ${path}`)
   return { missingInTable: [...inDoc].filter(k => OPERATIONS[k] === undefined), missingInDocument: Object.keys(OPERATIONS).filter(k => !inDoc.has(k)) }
