@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT, startTestBroker, waitFor, type TestBroker } from '../helpers.js'
@@ -109,9 +110,11 @@ describe('tetra CLI: pub/sub, queues, streams, stats', () => {
 
   it('push - batches stdin lines; pop --ack; dlq and --redrive', async () => {
     const lines = Array.from({ length: 2500 }, (_, i) => String(i)).join('\n') + '\n'
-    let r = await tetraCli(['push', 'cli-q', '-'], { stdin: lines })
+    let r = await tetraCli(['push', 'cli-q', '-'], { stdin: lines, env: { TETRA_PROGRESS: '1' } })
     expect(r.code).toBe(0)
     expect(r.lines()).toEqual([{ queue: 'cli-q', pushed: 2500 }])
+    // the progress line (on a terminal, or with TETRA_PROGRESS=1), rewritten in place
+    expect(r.stderr).toMatch(/\r\x1b\[Kpushed 1,000 lines \([\d,]+\/s\)/)
     expect((await tetra.queue('cli-q').info()).stats.ready).toBe(2500)
     r = await tetraCli(['pop', 'cli-q', '--ack'])
     expect(r.code).toBe(0)
@@ -153,6 +156,26 @@ describe('tetra CLI: pub/sub, queues, streams, stats', () => {
     expect(r.code).toBe(0)
     expect(typeof r.lines()[0]).toBe('object')
   })
+})
+
+describe.skipIf(!existsSync('/usr/bin/script'))('tetra CLI on a terminal', () => {
+  it('prints readable lines, not JSON (util-linux script gives it a pseudo-terminal)', async () => {
+    await tetra.store.set('tty/a', { n: 1 })
+    await tetra.store.set('tty/b', 'text')
+    const run = async (args: string): Promise<string> => {
+      const r = await new Promise<string>((resolve) => {
+        const child = spawn('/usr/bin/script', ['-qec', `${process.execPath} --import tsx ${join(ROOT, 'src/cli.ts')} ${args}`, '/dev/null'], { cwd: ROOT, env: { ...process.env, TETRA_URL: broker.url, TETRA_TOKEN: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+        let out = ''
+        child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+        const timer = setTimeout(() => { child.kill('SIGKILL') }, 30_000)
+        child.on('exit', () => { clearTimeout(timer); resolve(out.replace(/\r/g, '')) })
+      })
+      return r
+    }
+    expect(await run('get tty/b')).toBe('text\n')
+    expect(await run('get tty/a')).toBe('{"n":1}\n')
+    expect(await run('keys tty/')).toMatch(/^tty\/a\t7 B\tapplication\/json\ntty\/b\t4 B\ttext\/plain; charset=utf-8\n$/)
+  }, 60_000)
 })
 
 describe('tetra serve', () => {

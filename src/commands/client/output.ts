@@ -26,7 +26,8 @@ export function readable (payload: unknown): string {
 
 export function createOutput (forceJson: boolean): Output {
   const json = forceJson || process.stdout.isTTY !== true
-  const errTty = process.stderr.isTTY === true
+  // TETRA_PROGRESS=1 shows the progress line when stderr is not a terminal too (a log, a test)
+  const errTty = process.stderr.isTTY === true || process.env.TETRA_PROGRESS === '1'
   let progressShown = false
   return {
     json,
