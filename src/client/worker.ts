@@ -93,9 +93,12 @@ export class Worker<M> {
 
   private async handle (job: M): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined
+    let settled = false
     const { leaseLeft, extend } = this.source
     if (leaseLeft !== undefined && extend !== undefined) {
       const schedule = (): void => {
+        // an extension answered after the job ended schedules nothing more
+        if (settled) return
         timer = setTimeout(() => {
           extend([job]).then(schedule, err => { this.report(err) })
         }, Math.max(100, leaseLeft(job) / 2))
@@ -110,6 +113,7 @@ export class Worker<M> {
       ok = false
       error = err
     } finally {
+      settled = true
       clearTimeout(timer)
     }
     if (ok) {
