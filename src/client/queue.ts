@@ -178,30 +178,41 @@ export class QueueClient {
    */
   process<T = unknown> (handler: (payload: T, message: QueueMessage<T>) => unknown, options: WorkerOptions & { wait?: number, visibilityTimeout?: number } = {}): Worker<QueueMessage<T>> {
     const wait = options.wait ?? 20
-    const leases = new Map<string, number>()
+    // a full batch says more are waiting: the next receive need not long-poll (a long-poll costs the
+    // broker a wait-list entry and a disconnect watcher per request)
+    let busy = false
+    const leases = new WeakMap<QueueMessage<T>, number>()
     return new Worker<QueueMessage<T>>({
       receive: async (max, signal) => {
-        const got = await this.receive<T>({ max, wait, signal, ...(options.visibilityTimeout !== undefined ? { visibilityTimeout: options.visibilityTimeout } : {}) })
-        const now = Date.now()
-        for (const m of got) leases.set(m.receipt, m.leaseExpiresAt - now)
+        const got = await this.receive<T>({ max, wait: busy ? 0 : wait, signal, ...(options.visibilityTimeout !== undefined ? { visibilityTimeout: options.visibilityTimeout } : {}) })
+        busy = got.length === max
         return got
       },
-      ack: async jobs => {
-        for (const m of jobs) leases.delete(m.receipt)
-        await this.ack(jobs.map(m => m.receipt))
-      },
+      ack: async jobs => { await this.ack(jobs.map(m => m.receipt)) },
       fail: async (job, error) => {
-        leases.delete(job.receipt)
         await this.nack(job.receipt, { reason: String((error as Error)?.message ?? error).slice(0, 1000) })
       },
-      leaseLeft: job => leases.get(job.receipt) ?? 30_000,
+      // asked when a handler turns out to be asynchronous, right after the receive: the lease given then
+      leaseMs: job => {
+        let length = leases.get(job)
+        if (length === undefined) {
+          length = Math.max(1000, job.leaseExpiresAt - Date.now())
+          leases.set(job, length)
+        }
+        return length
+      },
       extend: async jobs => {
+        const bySeconds = new Map<number, QueueMessage<T>[]>()
         for (const m of jobs) {
-          const lease = leases.get(m.receipt) ?? 30_000
-          await this.extend(m.receipt, Math.max(1, Math.round(lease / 1000)))
+          const seconds = Math.max(1, Math.round((leases.get(m) ?? 30_000) / 1000))
+          bySeconds.set(seconds, [...(bySeconds.get(seconds) ?? []), m])
+        }
+        for (const [seconds, messages] of bySeconds) {
+          await this.extend(messages.map(m => m.receipt), seconds)
+          for (const m of messages) m.leaseExpiresAt = Date.now() + seconds * 1000
         }
       }
-    }, async job => await handler(job.payload, job), options)
+    }, job => handler(job.payload, job), options)
   }
 }
 

@@ -242,9 +242,15 @@ export class GroupClient {
    */
   process<T = unknown> (handler: (payload: T, message: StreamMessage<T>) => unknown, options: WorkerOptions & { wait?: number, consumer?: string } = {}): Worker<StreamMessage<T>> {
     const consumer = options.consumer ?? `client-${Math.random().toString(36).slice(2, 10)}`
+    let busy = false
     return new Worker<StreamMessage<T>>({
-      receive: async (max, signal) => await this.receive<T>({ max, wait: options.wait ?? 20, consumer, signal }),
+      receive: async (max, signal) => {
+        // after a full batch the next receive does not long-poll (see QueueClient.process)
+        const got = await this.receive<T>({ max, wait: busy ? 0 : options.wait ?? 20, consumer, signal })
+        busy = got.length === max
+        return got
+      },
       ack: async jobs => { await this.ack(jobs.map(m => m.offset)) }
-    }, async job => await handler(job.payload, job), options)
+    }, job => handler(job.payload, job), options)
   }
 }

@@ -106,4 +106,22 @@ describe('client: queue', () => {
     await worker.close()
     expect(calls).toBe(1)
   })
+
+  it('process(): close() while jobs run waits for them and acks them; nothing is received after it', async () => {
+    const q = tetra.queue('drain')
+    await q.create()
+    await q.pushMany(Array.from({ length: 3 }, (_, i) => ({ payload: i })))
+    let started = 0
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const worker = q.process(async () => { started++; await gate }, { concurrency: 3, wait: 1 })
+    await waitFor(() => started === 3, 5000, 'three jobs running')
+    const closing = worker.close()
+    await q.push('after close')
+    release()
+    await closing
+    expect(worker.completed).toBe(3)
+    const info = await q.info()
+    expect(info.stats).toMatchObject({ acked: 3, leased: 0, ready: 1 })
+  })
 })
