@@ -187,11 +187,14 @@ export function orderedUserProperties (props: UserProperties, pairs: Array<[stri
 }
 
 /**
- * Seeds the shared bytes of `message` for 3.1.1 QoS 0 subscribers with the bytes it came in as (a 3.1.1
- * QoS 0 PUBLISH without flags is exactly what they get): a fan-in then encodes nothing.
+ * Seeds the shared bytes of `message` for QoS 0 subscribers of the publisher's version with the bytes it
+ * came in as (a QoS 0 PUBLISH without flags or properties is exactly what they get): a fan-in then encodes
+ * nothing.
  */
-export function primeQos0 (message: BusMessage, bytes: Buffer): void {
+export function primeQos0 (message: BusMessage, version: 4 | 5, bytes: Buffer): void {
   cachedMessage = message
-  cachedBytes[0] = bytes
-  cachedBytes[1] = cachedBytes[2] = cachedBytes[3] = null
+  cachedBytes[0] = cachedBytes[1] = cachedBytes[2] = cachedBytes[3] = null
+  const slot = version === 5 ? 2 : 0
+  cachedBytes[slot] = bytes
+  cachedExpiry[slot] = undefined
 }

@@ -13,7 +13,7 @@ import { packetBytes, type MqttParser } from './parser.js'
  * BufferList and debug calls was about half of the broker's CPU per message.
  */
 
-/** A PUBLISH as parsed here; `raw`: its own bytes, when they can go out unchanged to 3.1.1 subscribers at QoS 0. */
+/** A PUBLISH as parsed here; `raw`: its own bytes, when they can go out unchanged at QoS 0 to subscribers of its version. */
 export type RawPublish = mqttPacket.IPublishPacket & { raw?: Buffer }
 
 export interface ReaderEvents {
@@ -150,8 +150,9 @@ export class PacketReader {
     const payload = qos === 0 && !retain ? chunk.subarray(at, end) : Buffer.from(chunk.subarray(at, end))
     const packet: RawPublish = { cmd: 'publish', topic, payload, qos: qos as 0 | 1 | 2, retain, dup: (first & 0x08) !== 0 }
     if (qos > 0) packet.messageId = chunk.readUInt16BE(topicEnd)
-    // a 3.1.1 QoS 0 PUBLISH without flags is, byte for byte, what its 3.1.1 subscribers get
-    else if (first === 0x30 && this.version !== 5) packet.raw = chunk.subarray(packetStart, end)
+    // a QoS 0 PUBLISH without flags (and, in v5, without properties: the only ones parsed here) is, byte for
+    // byte, what subscribers of its version get
+    else if (first === 0x30) packet.raw = chunk.subarray(packetStart, end)
     this.events.packet(packet)
     return true
   }

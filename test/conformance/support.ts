@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect } from 'vitest'
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet'
 import type { Config } from '../../src/config.js'
@@ -29,6 +29,13 @@ export function useBroker (overrides: Partial<Config> = {}): Suite {
   const clients: MqttClient[] = []
   const raws: RawClient[] = []
   beforeAll(async () => { broker = await startTestBroker({ mqttConnectRate: 0, ...overrides }) })
+  // every packet the server sent in a test parsed (its format, [MQTT-2.2.2-1] property lengths...)
+  let checked = 0
+  afterEach(() => {
+    const added = raws.slice(checked)
+    checked = raws.length
+    for (const r of added) expect(r.parseError, 'a packet from the server that mqtt-packet could not parse').toBeUndefined()
+  })
   afterAll(async () => {
     for (const r of raws) r.destroy()
     await Promise.all(clients.map(async c => { await c.endAsync(true) }))
@@ -108,8 +115,8 @@ export async function refusedConnect (suite: Suite, bytes: Buffer, allowed: numb
  * [MQTT-4.13.1-1], and a DISCONNECT, if sent, carries one of `codes`, a DISCONNECT reason code
  * [MQTT-3.14.2-1] and no Session Expiry Interval [MQTT-3.14.2-2].
  */
-export async function closedWith (c: RawClient, codes: number[]): Promise<void> {
-  await c.awaitClose()
+export async function closedWith (c: RawClient, codes: number[], timeoutMs?: number): Promise<void> {
+  await c.awaitClose(timeoutMs)
   for (const d of c.received.filter((p): p is IDisconnectPacket => p.cmd === 'disconnect')) {
     expect(codes, `DISCONNECT 0x${(d.reasonCode ?? 0).toString(16)}`).toContain(d.reasonCode ?? 0)
     expect(DISCONNECT_CODES).toContain(d.reasonCode ?? 0)

@@ -115,7 +115,7 @@ describe('MQTT 3.1.1 CONNECT / CONNACK', () => {
     const c = await s.rawOpen(4)
     c.sendBytes(rawConnect({ clientId: fresh('ka'), keepalive: 1 }))
     expect((await c.next('connack') as IConnackPacket).returnCode).toBe(0)
-    await c.awaitClose(5000)
+    await c.awaitClose(8000)
   })
 
   it('[MQTT-3.1.2-24] keep alive 1 s kept by PINGREQs: the connection stays open', async () => {
@@ -288,6 +288,26 @@ describe('MQTT 3.1.1 wills', () => {
     await late.subscribeAsync([topic, `${topic}/marker`])
     await late.publishAsync(`${topic}/marker`, 'm')
     expect(await untilMarker(lateGot, `${topic}/marker`)).toEqual([])
+  })
+
+  it('[MQTT-3.1.2-10] a will published once is removed: the next connection of that client id does not publish it again', async () => {
+    const watcher = await s.client()
+    const got = collect(watcher)
+    const topic = fresh('will-once/')
+    await watcher.subscribeAsync([topic, `${topic}/marker`], { qos: 1 })
+    const id = fresh('wonce')
+    const c = await s.rawOpen(4)
+    c.sendBytes(rawConnect({ clientId: id, clean: false, will: { topic, payload: 'once', qos: 1 } }))
+    await c.next('connack')
+    c.destroy()
+    await atLeast(got, 1)
+    const again = await s.rawOpen(4)
+    again.sendBytes(rawConnect({ clientId: id, clean: false }))
+    await again.next('connack')
+    again.destroy()
+    await again.closed
+    await watcher.publishAsync(`${topic}/marker`, 'm', { qos: 1 })
+    expect((await untilMarker(got, `${topic}/marker`)).map(m => m.payload.toString())).toEqual(['once'])
   })
 
   it('[MQTT-3.1.2-17] a will with will retain 1 is published as a retained message', async () => {

@@ -211,6 +211,25 @@ describe('MQTT 3.1.1 QoS protocols (server as receiver and as sender)', () => {
   })
 })
 
+describe('MQTT 3.1.1 framing', () => {
+  it('[MQTT-7.1.1-1] packets split at every byte, and many in one write, are all read (remaining lengths of 1, 2 and 3 bytes)', async () => {
+    const topic = fresh('frame/')
+    const watcher = await s.client()
+    const got = collect(watcher)
+    await watcher.subscribeAsync(topic, { qos: 1 })
+    const c = await s.raw(4)
+    const frames = [Buffer.from('a'), Buffer.alloc(200, 0x62), Buffer.alloc(20_000, 0x63)].map((p, i) => rawPublish(topic, p, { qos: 1, id: i + 1 }))
+    for (const b of frames[0]) await new Promise<void>(resolve => { c.socket.write(Buffer.from([b]), () => { resolve() }) })
+    c.sendBytes(Buffer.concat([frames[1], frames[2].subarray(0, 3)]))
+    await new Promise<void>(resolve => { c.socket.write(frames[2].subarray(3, 10_000), () => { resolve() }) })
+    c.sendBytes(Buffer.concat([frames[2].subarray(10_000), packet(0xc0)]))
+    for (let i = 0; i < 3; i++) await c.next('puback')
+    await c.next('pingresp')
+    await atLeast(got, 3)
+    expect(got.map(m => m.payload.length)).toEqual([1, 200, 20_000])
+  })
+})
+
 describe('MQTT 3.1.1 ordering', () => {
   for (const qos of [0, 1, 2] as const) {
     it(`[MQTT-4.6.0-6] QoS ${qos} messages of one publisher on one topic arrive in the order sent`, async () => {

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import mqtt from 'mqtt'
 import type { IConnackPacket, IDisconnectPacket, ISubackPacket, Packet } from 'mqtt-packet'
 import { BAD_UTF8, P, RawClient, field, packet, prop, props, rawConnect, rawPublish } from './raw-client.js'
 import { startTestBroker } from '../helpers.js'
+import { tlsFixtures } from '../fixtures/tls.js'
 import { closedWith, collect, fresh, refusedConnect, untilMarker, useBroker } from './support.js'
 
 /**
@@ -105,7 +107,7 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     c.sendBytes(v5Connect({ keepalive: 1 }))
     const ack = await c.next('connack') as IConnackPacket
     const keepAlive = ack.properties?.serverKeepAlive ?? 1
-    await closedWith(c, [0x8d])
+    await closedWith(c, [0x8d], 8000)
     expect(keepAlive).toBeGreaterThan(0)
   }, 15_000)
 
@@ -115,7 +117,7 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     try {
       const { client, connack } = await RawClient.connect(own.mqtt.port, 5, { clientId: fresh('ska'), keepalive: 60 })
       expect(connack.properties?.serverKeepAlive).toBe(1)
-      await closedWith(client, [0x8d])
+      await closedWith(client, [0x8d], 8000)
     } finally {
       await own.stop()
     }
@@ -324,6 +326,34 @@ describe('MQTT 5 over WebSocket (chapter 6)', () => {
     await untilMarker(got, topic)
     expect(got[0].packet.properties?.userProperties).toEqual({ via: 'ws' })
     await ws.endAsync()
+  })
+})
+
+describe('MQTT 3.1.1 and 5 over TLS', () => {
+  it('[MQTT-4.2.0-1] both versions side by side over TLS: a 5.0 publisher\'s message reaches a 3.1.1 and a 5.0 subscriber', async () => {
+    const fx = tlsFixtures()
+    const server = fx.ca.server()
+    const own = await startTestBroker({ mqttConnectRate: 0, mqttSysIntervalMs: 0, tlsCert: server.cert, tlsKey: server.key, mqttsPort: 0 })
+    const opts = { ca: readFileSync(fx.ca.files.cert), rejectUnauthorized: true, servername: 'localhost', reconnectPeriod: 0, connectTimeout: 5000 }
+    const url = `mqtts://localhost:${own.mqtts!.port}`
+    try {
+      const v4 = await mqtt.connectAsync(url, { ...opts, protocolVersion: 4 })
+      const v5 = await mqtt.connectAsync(url, { ...opts, protocolVersion: 5 })
+      const got4 = collect(v4)
+      const got5 = collect(v5)
+      const topic = fresh('tls/')
+      await v4.subscribeAsync(topic, { qos: 1 })
+      await v5.subscribeAsync(topic, { qos: 1 })
+      await v5.publishAsync(topic, 'secure', { qos: 1, properties: { contentType: 'text/plain' } })
+      await untilMarker(got4, topic)
+      await untilMarker(got5, topic)
+      expect([got4[0].payload.toString(), got5[0].payload.toString(), got5[0].packet.properties?.contentType]).toEqual(['secure', 'secure', 'text/plain'])
+      await v4.endAsync()
+      await v5.endAsync()
+    } finally {
+      await own.stop()
+      fx.remove()
+    }
   })
 })
 

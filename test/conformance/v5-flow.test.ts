@@ -24,6 +24,11 @@ describe('MQTT 5 CONNACK limits', () => {
     expect(connack.properties?.receiveMaximum).toBe(5)
     expect(connack.properties?.topicAliasMaximum).toBe(3)
     expect(connack.properties?.maximumPacketSize).toBe(2048)
+    // supported features: absent means available; when present, they must say so
+    for (const flag of ['wildcardSubscriptionAvailable', 'sharedSubscriptionAvailable', 'subscriptionIdentifiersAvailable', 'retainAvailable'] as const) {
+      expect(connack.properties?.[flag] ?? true, flag).toBe(true)
+    }
+    expect(connack.properties?.maximumQoS ?? 2).toBe(2)
   })
 })
 

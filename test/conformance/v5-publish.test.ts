@@ -267,6 +267,39 @@ describe('MQTT 5 QoS protocols and acknowledgements', () => {
   })
 })
 
+describe('MQTT 5 framing', () => {
+  it('[MQTT-4.2.0-1] packets split at every byte, and many in one write, are all read (remaining lengths of 1, 2 and 3 bytes)', async () => {
+    const topic = fresh('frame/')
+    const watcher = await s.client({ protocolVersion: 5 })
+    const got = collect(watcher)
+    await watcher.subscribeAsync(topic, { qos: 1 })
+    const c = await s.raw(5)
+    const payloads = [Buffer.from('a'), Buffer.alloc(200, 0x62), Buffer.alloc(20_000, 0x63)]
+    const frames = payloads.map((p, i) => rawPublish(topic, p, { qos: 1, id: i + 1, properties: i === 1 ? prop.str(P.contentType, 'x') : none }))
+    for (const b of frames[0]) await new Promise<void>(resolve => { c.socket.write(Buffer.from([b]), () => { resolve() }) })
+    c.sendBytes(Buffer.concat([frames[1], frames[2].subarray(0, 3)]))
+    await new Promise<void>(resolve => { c.socket.write(frames[2].subarray(3, 10_000), () => { resolve() }) })
+    c.sendBytes(Buffer.concat([frames[2].subarray(10_000), packet(0xc0)]))
+    for (let i = 0; i < 3; i++) await c.next('puback')
+    await c.next('pingresp')
+    await atLeast(got, 3)
+    expect(got.map(m => m.payload.length)).toEqual([1, 200, 20_000])
+  })
+
+  it('§3.4.2 a PUBACK from the client with a reason code and properties is read as the acknowledgement (the next in-flight message follows)', async () => {
+    const topic = fresh('ackprops/')
+    const c = await s.raw(5, { properties: { receiveMaximum: 1 } })
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] })
+    await c.next('suback')
+    const pub = await s.client({ protocolVersion: 5 })
+    await pub.publishAsync(topic, 'one', { qos: 1 })
+    await pub.publishAsync(topic, 'two', { qos: 1 })
+    const first = await c.next('publish') as IPublishPacket
+    c.send({ cmd: 'puback', messageId: first.messageId!, reasonCode: 0x10, properties: { reasonString: 'seen', userProperties: { k: 'v' } } })
+    expect((await c.next('publish') as IPublishPacket).payload.toString()).toBe('two')
+  })
+})
+
 describe('MQTT 5 ordering', () => {
   for (const qos of [0, 1, 2] as const) {
     it(`[MQTT-4.6.0-5] [MQTT-4.6.0-6] QoS ${qos} messages of one publisher on one topic arrive in order`, async () => {

@@ -96,6 +96,22 @@ describe('MQTT 5 CONNECT / CONNACK', () => {
     expect(c.connack.sessionPresent).toBe(false)
   })
 
+  it('[MQTT-3.1.2-10] [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 (disconnect with will) publishes it', async () => {
+    const watcher = await clients.connect(broker.mqttUrl)
+    const got: string[] = []
+    watcher.on('message', (_t, payload) => { got.push(payload.toString()) })
+    await watcher.subscribeAsync('wills5/#', { qos: 1 })
+    for (const [reasonCode, name] of [[0x00, 'normal'], [0x04, 'with-will']] as const) {
+      const { client } = await clients.raw(broker.mqtt.port, { clientId: `will-${name}`, keepalive: 60, will: { topic: `wills5/${name}`, payload: Buffer.from(name), qos: 1, retain: false } })
+      client.send({ cmd: 'disconnect', reasonCode })
+      await client.closed
+    }
+    const { waitFor } = await import('../helpers.js')
+    await waitFor(() => got.length >= 1, 5000, 'the will')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(got).toEqual(['with-will'])
+  })
+
   it('[MQTT-3.14.2-2] a DISCONNECT raising the session expiry from 0: DISCONNECT 0x82 from the server', async () => {
     const { client } = await clients.raw(broker.mqtt.port, { clientId: 'raise-expiry', keepalive: 60 })
     client.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 60 } })

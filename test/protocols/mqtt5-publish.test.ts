@@ -73,8 +73,12 @@ describe('MQTT 5 PUBLISH', () => {
     await v5.subscribeAsync('mixed/#', { qos: 1 })
     await v5.publishAsync('mixed/from5', 'five', { qos: 1, properties: { userProperties: { k: 'v' }, contentType: 'text/plain' } })
     await v3.publishAsync('mixed/from3', 'three', { qos: 1 })
-    await waitFor(() => v3got.length === 2 && v5got.length === 2, 5000, 'both messages on both')
-    expect(v3got.map(p => `${p.topic} ${p.payload.toString()}`).sort()).toEqual(['mixed/from3 three', 'mixed/from5 five'])
+    // QoS 0 without properties: each version's subscribers get the bytes of their own version
+    await v5.publishAsync('mixed/zero5', 'z5', { qos: 0 })
+    await v3.publishAsync('mixed/zero3', 'z3', { qos: 0 })
+    await waitFor(() => v3got.length === 4 && v5got.length === 4, 5000, 'every message on both')
+    expect(v3got.map(p => `${p.topic} ${p.payload.toString()}`).sort()).toEqual(['mixed/from3 three', 'mixed/from5 five', 'mixed/zero3 z3', 'mixed/zero5 z5'])
+    expect(v5got.map(p => `${p.topic} ${p.payload.toString()}`).sort()).toEqual(['mixed/from3 three', 'mixed/from5 five', 'mixed/zero3 z3', 'mixed/zero5 z5'])
     expect(v3got.every(p => p.properties === undefined)).toBe(true)
     expect(v5got.find(p => p.topic === 'mixed/from5')?.properties).toMatchObject({ userProperties: { k: 'v' }, contentType: 'text/plain' })
   })
@@ -164,6 +168,8 @@ describe('MQTT 5 PUBLISH', () => {
     await pub.publishAsync('sizes/t', 'small', { qos: 1 })
     const publish = await client.next<mqttPacket.IPublishPacket>('publish')
     expect(publish.payload.toString()).toBe('small')
+    const metrics = await (await fetch(`${broker.url}/metrics`)).text()
+    expect(metrics).toMatch(/^tetra_mqtt_dropped_total\{reason="packet_size"\} [1-9]/m)
   })
 
   it('[MQTT-3.2.2-15] maximum packet size of the broker: a larger packet gets DISCONNECT 0x95', async () => {
@@ -194,6 +200,31 @@ describe('MQTT 5 PUBLISH', () => {
     wild.client.send({ cmd: 'publish', topic: 'a/+/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false })
     expect((await wild.client.disconnected())?.reasonCode).toBe(0x90)
   })
+})
+
+describe('a QoS 0 subscriber that does not read', () => {
+  it('loses QoS 0 messages past its send buffer (counted), holds publishers back only briefly, and the broker stays up', async () => {
+    const own = await startTestBroker({ mqttSysIntervalMs: 0 })
+    try {
+      const { client: stalled } = await clients.raw(own.mqtt.port, { clientId: 'stalled', keepalive: 0 }, 4)
+      stalled.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] })
+      await stalled.next('suback')
+      stalled.socket.pause()
+      const pub = await clients.connect(own.mqttUrl, { protocolVersion: 4 })
+      const chunk = Buffer.alloc(256 * 1024, 1)
+      // 48 MB to a reader that takes nothing: more than the kernel's buffers and the 16 MB send buffer
+      for (let i = 0; i < 192; i++) await pub.publishAsync('flood/t', chunk, { qos: 0 })
+      await waitFor(async () => /^tetra_mqtt_dropped_total\{reason="send_buffer"\} [1-9]/m.test(await (await fetch(`${own.url}/metrics`)).text()), 10_000, 'dropped messages counted')
+      // the publisher was not held for good: a QoS 1 round trip on another topic still works
+      const other = await clients.connect(own.mqttUrl)
+      const got = collect(other)
+      await other.subscribeAsync('after/flood', { qos: 1 })
+      await pub.publishAsync('after/flood', 'ok', { qos: 1 })
+      await waitFor(() => got.length === 1, 5000, 'a message after the flood')
+    } finally {
+      await own.stop()
+    }
+  }, 30_000)
 })
 
 describe('MQTT 5 PUBLISH under --mqtt-max-qos 1 and --mqtt-retain-available false', () => {

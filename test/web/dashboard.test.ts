@@ -101,10 +101,11 @@ suite('dashboard in Chromium', { timeout: 90_000 }, () => {
       await page.getByText('MQTT 5 properties').click()
       await page.locator('input[name="publish-content-type"]').fill('application/json')
       await page.locator('textarea[name="publish-user-properties"]').fill('origin=dashboard')
+      await page.locator('input[name="publish-utf8"]').check()
       await page.getByRole('button', { name: 'Publish' }).click()
       const m = await got
       expect(m).toMatchObject({ topic: 'dash/pub/lamp', payload: '{"on":true}', qos: 1 })
-      expect(m.properties).toMatchObject({ contentType: 'application/json', userProperties: { origin: 'dashboard' } })
+      expect(m.properties).toMatchObject({ contentType: 'application/json', userProperties: { origin: 'dashboard' }, payloadFormatIndicator: true })
       await done(w)
     } finally {
       await listener.endAsync()

@@ -71,7 +71,7 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
   }
   if (qos === 0) {
     const raw = (packet as RawPublish).raw
-    if (raw !== undefined) primeQos0(message, raw)
+    if (raw !== undefined && message.properties === undefined && message.expiresAt === undefined) primeQos0(message, c.v5 ? 5 : 4, raw)
     routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
     routingFrom(null)
@@ -82,6 +82,12 @@ export function handlePublish (c: Connection, packet: mqttPacket.IPublishPacket)
     routingFrom(c)
     const durable = front.bus.route(message, 'mqtt')
     routingFrom(null)
+    if (durable === undefined && c.ackTail === null) {
+      // kept nowhere and nothing before it waits: acknowledged at once, no closure made
+      c.inboundQos1--
+      c.send(ackBytes(c, 'puback', id, RC.success))
+      return
+    }
     c.ackAfter(durable, () => {
       c.inboundQos1--
       c.send(ackBytes(c, 'puback', id, RC.success))

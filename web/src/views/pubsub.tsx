@@ -163,7 +163,7 @@ function TestClient (): JSX.Element {
   const [filter, setFilter] = useState('#')
   const [subscribed, setSubscribed] = useState<string[]>([])
   const [received, setReceived] = useState<Received[]>([])
-  const [pub, setPub] = useState({ topic: '', payload: '', qos: '0', retain: false, contentType: '', responseTopic: '', correlationData: '', userProperties: '', messageExpiry: '' })
+  const [pub, setPub] = useState({ topic: '', payload: '', qos: '0', retain: false, contentType: '', responseTopic: '', correlationData: '', userProperties: '', messageExpiry: '', utf8: false })
   useEffect(() => () => { client.current?.end(true) }, [])
 
   const connect = async (): Promise<void> => {
@@ -211,6 +211,7 @@ function TestClient (): JSX.Element {
       if (pub.responseTopic !== '') properties.responseTopic = pub.responseTopic
       if (pub.correlationData !== '') properties.correlationData = new TextEncoder().encode(pub.correlationData) as unknown as Buffer
       if (pub.messageExpiry !== '') properties.messageExpiryInterval = Number(pub.messageExpiry)
+      if (pub.utf8) properties.payloadFormatIndicator = true
       const user: Record<string, string> = {}
       for (const line of pub.userProperties.split('\n')) {
         const at = line.indexOf('=')
@@ -250,6 +251,7 @@ function TestClient (): JSX.Element {
             <Field label="Response topic" name="publish-response-topic" value={pub.responseTopic} onInput={set('responseTopic')} />
             <Field label="Correlation data" name="publish-correlation" value={pub.correlationData} onInput={set('correlationData')} />
             <Field label="Message expiry (s)" name="publish-expiry" value={pub.messageExpiry} onInput={set('messageExpiry')} type="number" />
+            <label class="check"><input type="checkbox" name="publish-utf8" checked={pub.utf8} onChange={e => { setPub(p => ({ ...p, utf8: (e.target as HTMLInputElement).checked })) }} /> payload is UTF-8 text (payload format indicator)</label>
             <label>User properties (name=value per line) <textarea name="publish-user-properties" rows={2} value={pub.userProperties} onInput={e => { set('userProperties')((e.target as HTMLTextAreaElement).value) }} /></label>
           </details>}
           <button type="submit" class="primary">Publish</button>
