@@ -41,8 +41,9 @@ function sub (version: V, args: string[]): Sub {
       else if (line.includes('received SUBACK')) onSubscribed()
     }
   })
+  // 'close', not 'exit': the output may still be in the pipe when the process has exited
   const exited = new Promise<number | null>(resolve => {
-    child.on('exit', code => {
+    child.on('close', code => {
       if (code !== 0) lines.push(`exit ${String(code)}: ${errors.join('')}`)
       resolve(code)
     })

@@ -24,7 +24,8 @@ describe('Debian mosquitto-clients against Tetra', () => {
     const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', port, '-t', 'mosq/#', '-q', '2', '-v', '-C', '4', '-W', '20'], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     sub.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    const exited = new Promise<number | null>(resolve => sub.on('exit', resolve))
+    // 'close', not 'exit': stdout may still hold output when the process has exited
+    const exited = new Promise<number | null>(resolve => sub.on('close', resolve))
     // the broker runs in this process: the clients must run asynchronously, never with spawnSync
     await waitFor(() => broker.engines.pubsub.clients().some(c => c.connected && c.subscriptions > 0), 10_000, 'mosquitto_sub\'s subscription')
     for (const qos of ['0', '1', '2']) {

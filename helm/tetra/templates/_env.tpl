@@ -76,6 +76,18 @@
   value: {{ include "tetra.envValue" .Values.config.mqttMaxTopicLength }}
 - name: TETRA_MQTT_MAX_TOPIC_LEVELS
   value: {{ include "tetra.envValue" .Values.config.mqttMaxTopicLevels }}
+- name: TETRA_MQTT_KEEPALIVE_MIN
+  value: {{ include "tetra.envValue" .Values.config.mqttKeepAliveMin }}
+- name: TETRA_MQTT_KEEPALIVE_MAX
+  value: {{ include "tetra.envValue" .Values.config.mqttKeepAliveMax }}
+- name: TETRA_MQTT_TOPIC_ALIAS_MAX
+  value: {{ include "tetra.envValue" .Values.config.mqttTopicAliasMax }}
+- name: TETRA_MQTT_RECEIVE_MAXIMUM
+  value: {{ include "tetra.envValue" .Values.config.mqttReceiveMaximum }}
+- name: TETRA_MQTT_MAX_QOS
+  value: {{ include "tetra.envValue" .Values.config.mqttMaxQos }}
+- name: TETRA_MQTT_RETAIN_AVAILABLE
+  value: {{ include "tetra.envValue" .Values.config.mqttRetainAvailable }}
 - name: TETRA_HTTP_RATE_LIMIT
   value: {{ include "tetra.envValue" .Values.config.httpRateLimit }}
 - name: TETRA_SSE_MAX_STREAMS
