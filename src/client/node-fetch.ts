@@ -4,11 +4,11 @@ import { TimeoutError } from './errors.js'
 import type { Sender, WireResponse } from './http.js'
 
 /**
- * How tetra/client sends in Node: node:http with keep-alive agents, answers as small objects over the
- * buffered body (SSE bodies stream). Node's fetch (undici) with an AbortController per call costs more CPU
- * per call: stream appends of 100 x 64 B over 4 connections reached 0.36-0.57x the raw node:http load
- * generator through fetch, 0.9-1.3x through this (bench/client, same broker, same run). A worker's
- * receive/ack loop is the hot path, so Node gets the lean one; browsers use fetch.
+ * node:http with keep-alive agents, answers as small objects over the buffered body (SSE bodies stream):
+ * tetra/client's sender in Node for SSE and https (node-socket.ts takes the rest). Node's fetch (undici)
+ * with an AbortController per call costs more CPU per call: stream appends of 100 x 64 B over 4
+ * connections reached 0.36-0.57x the raw load generator through fetch, 0.9-1.3x through this
+ * (bench/client, same broker, same run).
  */
 export function nodeSender (options: { maxSockets?: number } = {}): Sender {
   const agents = {

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestBroker, waitFor, type TestBroker } from '../helpers.js'
-import { Tetra, BadRequestError, ConnectionError, UnavailableError, type Message } from '../../src/client/index.js'
+import { createServer, type Server } from 'node:net'
+import { Tetra, BadRequestError, ConnectionError, TimeoutError, UnavailableError, type Message } from '../../src/client/index.js'
+import { Tetra as NodeTetra } from '../../src/client/node.js'
 
 let broker: TestBroker
 let tetra: Tetra
@@ -83,5 +85,19 @@ describe('client: pubsub', () => {
     await expect(it.next()).rejects.toThrow('bye')
     expect(await tetra.ready()).toBe(true)
     await waitFor(async () => (await tetra.stats()) !== undefined, 1000)
+  })
+
+  it('a call without an answer ends with a TimeoutError, through fetch and through the Node sockets', async () => {
+    const silent: Server = createServer(() => { /* accepts, never answers */ })
+    await new Promise<void>(resolve => { silent.listen(0, '127.0.0.1', resolve) })
+    const port = (silent.address() as { port: number }).port
+    try {
+      for (const client of [new Tetra({ url: `http://127.0.0.1:${port}`, timeout: 200 }), new NodeTetra({ url: `http://127.0.0.1:${port}`, timeout: 200 })]) {
+        await expect(client.store.get('k')).rejects.toBeInstanceOf(TimeoutError)
+        await expect(client.store.get('k', { timeout: 100 })).rejects.toBeInstanceOf(TimeoutError)
+      }
+    } finally {
+      silent.close()
+    }
   })
 })
