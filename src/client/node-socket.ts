@@ -33,6 +33,8 @@ class Connection {
   }
 
   send (head: string, body: string | Uint8Array | undefined, pending: Pending): void {
+    // an idle connection does not keep the process alive (node:http's agents do the same)
+    this.socket.ref()
     this.used = true
     this.pending = pending
     if (body === undefined || body.length === 0) this.socket.write(head)
@@ -100,7 +102,10 @@ class Connection {
       text: async () => bytes.toString('utf8'),
       arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer
     })
-    if (!this.closed && !/close/i.test(headers.get('connection') ?? '')) this.onIdle(this)
+    if (!this.closed && !/close/i.test(headers.get('connection') ?? '')) {
+      this.socket.unref()
+      this.onIdle(this)
+    }
   }
 
   fail (err: unknown): void {
