@@ -6,6 +6,7 @@ import { packageVersion } from './version.js'
 import { TetraError } from '../engines/errors.js'
 import { AuthFileError } from '../engines/auth/errors.js'
 import { COMMANDS_HELP, isCommand, runCommand } from './commands/index.js'
+import { clientCommandsHelp, isClientCommand } from './commands/client/help.js'
 import { relaunchWithV8Flags } from './v8-flags.js'
 
 async function main (): Promise<void> {
@@ -15,11 +16,18 @@ async function main (): Promise<void> {
     process.exitCode = await runCommand(command, process.argv.slice(3))
     return
   }
+  // `tetra pub ...`, `tetra get ...`: commands that talk to a running broker through tetra/client
+  if (isClientCommand(command)) {
+    const { runClientCommand } = await import('./commands/client/run.js')
+    process.exitCode = await runClientCommand(command, process.argv.slice(3))
+    return
+  }
   let config: Config
   try {
-    const loaded = loadConfig(process.argv.slice(2))
+    // `tetra serve [flags]`, or the flags alone as before
+    const loaded = loadConfig(process.argv.slice(command === 'serve' ? 3 : 2))
     if (loaded.help) {
-      process.stdout.write(helpText(packageVersion()) + '\n\n' + COMMANDS_HELP + '\n')
+      process.stdout.write('usage: tetra [serve] [flags]   (starts the broker)\n\n' + helpText(packageVersion()) + '\n\n' + COMMANDS_HELP + '\n\n' + clientCommandsHelp() + '\n')
       return
     }
     if (loaded.version) {

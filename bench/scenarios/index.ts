@@ -1,5 +1,6 @@
 import type { Scenario } from '../lib/types.js'
 import { authScenarios } from './auth.js'
+import { clientScenarios } from './client.js'
 import { authFileLoadScenario } from '../auth/load.js'
 import { mqttScenarios } from './mqtt.js'
 import { queueScenarios } from './queue.js'
@@ -13,5 +14,6 @@ export const scenarios: Scenario[] = [
   ...storeScenarios,
   ...streamScenarios,
   ...authScenarios,
+  ...clientScenarios,
   authFileLoadScenario,
 ]

@@ -21,6 +21,7 @@ import { registerInspectRoutes, type MqttDirectory } from './routes/inspect.js'
 import { registerAuthRoutes } from './routes/auth.js'
 import { installHttpSecurity } from './auth/index.js'
 import { openApiTransform, SECURITY_SCHEMES } from './auth/openapi.js'
+import { completeOpenApi } from './openapi.js'
 import { peerCommonName } from '../tls-identity.js'
 
 export interface HttpOptions {
@@ -117,7 +118,8 @@ export async function buildHttpApp (ctx: HttpContext, logger: Logger): Promise<F
       info: { title: 'Tetra', description: 'One broker, four engines: pub/sub, store, queues, streams.', version: '1' },
       components: { securitySchemes: SECURITY_SCHEMES }
     },
-    transform: openApiTransform
+    transform: openApiTransform,
+    transformObject: input => 'openapiObject' in input ? completeOpenApi(input.openapiObject) : input.swaggerObject
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   // The WebSocket plugin adds an onRequest and an onResponse hook to every route of the scope it is

@@ -193,7 +193,7 @@ interface Generated { op: Operation, path: Record<string, string>, query: Array<
 function generatedRequest (op: Operation): fc.Arbitrary<Generated> {
   const pathArbs: Record<string, fc.Arbitrary<string>> = {}
   for (const p of op.parameters.filter(p => p.in === 'path')) {
-    pathArbs[p.name] = p.name === '*'
+    pathArbs[p.name] = p.name === '*' || p.name === 'key'
       ? fc.oneof(fc.constantFrom('k1', 'a/b', 'h1'), fc.string({ maxLength: 24 }).filter(k => k.length > 0))
       : valueOf(p.schema).map(String)
   }
@@ -279,7 +279,7 @@ function withField (body: unknown, field: number, text: string): string {
 function encodePath (op: Operation, params: Record<string, string>): string {
   return op.path.replace(/\{([^}]+)\}/g, (_m, name: string) => {
     const value = params[name] ?? 'x'
-    return name === '*' ? value.split('/').map(encodeURIComponent).join('/') : encodeURIComponent(value)
+    return name === '*' || name === 'key' ? value.split('/').map(encodeURIComponent).join('/') : encodeURIComponent(value)
   })
 }
 

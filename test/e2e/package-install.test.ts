@@ -162,6 +162,29 @@ describe('the package installed without dev dependencies', () => {
     again.child.kill('SIGTERM')
     expect(await again.exited).toBe(0)
   }, 60_000)
+
+  it('exports tetra/client with its types, usable without dev dependencies, and the tetra commands use it', async () => {
+    const pkg = join(app, 'node_modules/tetra')
+    expect(existsSync(join(pkg, 'dist/src/client/index.d.ts'))).toBe(true)
+    const broker = await start()
+    try {
+      const url = `http://127.0.0.1:${broker.httpPort}`
+      const script = "import { Tetra, NotFoundError } from 'tetra/client'\n" +
+        'const tetra = new Tetra({ url: process.argv[2] })\n' +
+        "await tetra.store.set('pkg/key', { ok: true })\n" +
+        "const missing = await tetra.queue('none').info().catch(e => e instanceof NotFoundError)\n" +
+        "console.log(JSON.stringify({ value: await tetra.store.get('pkg/key'), missing }))\n"
+      const file = join(app, 'client-check.mjs')
+      execFileSync('sh', ['-c', `cat > ${file}`], { input: script })
+      const out = execFileSync(process.execPath, [file, url], { cwd: app, encoding: 'utf8', timeout: 30_000 })
+      expect(JSON.parse(out)).toEqual({ value: { ok: true }, missing: true })
+      const get = execFileSync(process.execPath, [cli, 'get', 'pkg/key'], { cwd: app, encoding: 'utf8', env: { PATH: process.env.PATH, TETRA_URL: url }, timeout: 30_000 })
+      expect(JSON.parse(get)).toMatchObject({ key: 'pkg/key', value: { ok: true } })
+    } finally {
+      broker.child.kill('SIGTERM')
+    }
+    expect(await broker.exited).toBe(0)
+  }, 60_000)
 })
 
 async function waitForCondition (condition: () => boolean, ms: number): Promise<void> {

@@ -453,7 +453,7 @@ describe('store over HTTP: metrics and docs', () => {
     }
     expect(Number(/^tetra_store_keys (\d+)/m.exec(text)![1])).toBe(broker.engines.store.size)
     const doc = await (await fetch(`${broker.url}/openapi.json`)).json() as { paths: Record<string, unknown> }
-    for (const path of ['/v1/store/keys/{*}', '/v1/store/keys', '/v1/store/mget', '/v1/store/mset', '/v1/store/watch', '/v1/store/indexes/{name}']) {
+    for (const path of ['/v1/store/keys/{key}', '/v1/store/keys/{key}/incr', '/v1/store/keys/{key}/ttl', '/v1/store/keys', '/v1/store/mget', '/v1/store/mset', '/v1/store/watch', '/v1/store/indexes/{name}']) {
       expect(Object.keys(doc.paths)).toContain(path)
     }
   })
