@@ -212,7 +212,8 @@ export interface StoredSession {
   meta?: { expiryInterval: number, offlineAt: number | null }
 }
 
-export interface StoredWill { message: BusMessage, delay: number }
+/** A will: its message, its delay, and its message expiry in seconds from when it is published (MQTT 5 §3.1.3.2.4). */
+export interface StoredWill { message: BusMessage, delay: number, expiryInterval?: number }
 
 export interface Loaded {
   retained: BusMessage[]
@@ -269,7 +270,7 @@ export class BusRecords {
   }
 
   willPut (clientId: string, will: StoredWill): WriteOp {
-    return this.partition.put(clientKey(WILL, clientId), encodePacket(messagePacket(will.message, { clientId, delay: will.delay })))
+    return this.partition.put(clientKey(WILL, clientId), encodePacket(messagePacket(will.message, { clientId, delay: will.delay, willExpiry: will.expiryInterval })))
   }
 
   willDel (clientId: string): WriteOp {
@@ -339,7 +340,9 @@ export class BusRecords {
           const packet = decodePacket(value)
           const message = packetMessage(packet)
           message.from = clientId
-          loaded.wills.set(clientId, { message, delay: typeof packet.delay === 'number' ? packet.delay : 0 })
+          const will: StoredWill = { message, delay: typeof packet.delay === 'number' ? packet.delay : 0 }
+          if (typeof packet.willExpiry === 'number') will.expiryInterval = packet.willExpiry
+          loaded.wills.set(clientId, will)
           break
         }
         case SESSION: {

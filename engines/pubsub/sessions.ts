@@ -141,6 +141,7 @@ export class Sessions {
     session.receiveMaximum = Math.max(1, request.receiveMaximum)
     if (request.will !== undefined) {
       session.will = { message: { ...request.will.message, from: clientId }, delay: request.will.delay }
+      if (request.will.expiryInterval !== undefined) session.will.expiryInterval = request.will.expiryInterval
       // every will is durable: after a crash, the next start publishes it
       if (records !== undefined) {
         ops.push(records.willPut(clientId, session.will))
@@ -360,7 +361,7 @@ export class Sessions {
     // unless a newer connection of the client stored its own will meanwhile
     if (session.outlet === null) this.deleteWillRecord(session.clientId, ops)
     this.write(ops)
-    this.publishWill(will.message)
+    this.publishWill(this.willMessage(will))
   }
 
   private publishOrphanWill (clientId: string): void {
@@ -370,7 +371,13 @@ export class Sessions {
     const ops: WriteOp[] = []
     if (!this.byId.has(clientId)) this.deleteWillRecord(clientId, ops)
     this.write(ops)
-    this.publishWill(orphan.will.message)
+    this.publishWill(this.willMessage(orphan.will))
+  }
+
+  /** The will's message as published now: its expiry counts from this moment. */
+  private willMessage (will: StoredWill): BusMessage {
+    if (will.expiryInterval === undefined) return will.message
+    return { ...will.message, expiresAt: this.ctx.clock.now() + will.expiryInterval * 1000 }
   }
 
   private deleteWillRecord (clientId: string, ops: WriteOp[]): void {

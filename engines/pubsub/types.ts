@@ -97,7 +97,8 @@ export interface SessionRequest {
   /** Most QoS 1/2 messages in flight to the client (its receive maximum; --mqtt-max-inflight for 3.1.1). */
   receiveMaximum: number
   /** The will, published when the connection ends without a normal DISCONNECT (after delay seconds). */
-  will?: { message: BusMessage, delay: number }
+  // expiryInterval: the will's Message Expiry Interval in seconds, counted from when it is published (added by the bus)
+  will?: { message: BusMessage, delay: number, expiryInterval?: number }
 }
 
 /** One filter of a SUBSCRIBE, already checked by the front-end (syntax, limits, ACL, $share form). */

@@ -177,6 +177,17 @@ describe('MQTT 5 wills', () => {
     expect([got[0].payload.toString(), got[0].packet.retain]).toEqual(['lost', false])
   })
 
+  it('§3.1.3.2.4 a will\'s Message Expiry Interval counts from its publication: it is forwarded with the time left, after a will delay too', async () => {
+    const topic = fresh('will-exp/')
+    const got = await watch(topic)
+    // delayed 1 s (a delay that counted into the expiry would leave at most 9 s of 10), session expiry 5 s
+    const { c } = await connect(fresh('w'), true, { sessionExpiryInterval: 5 }, { will: { topic, payload: Buffer.from('expiring'), qos: 1, retain: false, properties: { willDelayInterval: 1, messageExpiryInterval: 10 } } })
+    c.destroy()
+    await atLeast(got, 1)
+    expect(got[0].payload.toString()).toBe('expiring')
+    expect(got[0].packet.properties?.messageExpiryInterval).toBe(10)
+  })
+
   it('[MQTT-3.1.2-15] a will with retain 1 is published as a retained message', async () => {
     const topic = fresh('willr/')
     const live = await watch(topic)

@@ -156,7 +156,7 @@ describe('bus state across a restart', () => {
     const { storage, dir } = await openStorage()
     let bus = await PubSub.create(storage, { clock })
     await connect(bus, request('crashed', { will: { message: msg('will/crashed', 'c', 1), delay: 0 } }))
-    await connect(bus, request('delayed', { cleanStart: false, expiryInterval: 3600, will: { message: msg('will/delayed', 'd'), delay: 30 } }))
+    await connect(bus, request('delayed', { cleanStart: false, expiryInterval: 3600, will: { message: msg('will/delayed', 'd'), delay: 30, expiryInterval: 60 } }))
     await connect(bus, request('returns', { cleanStart: false, expiryInterval: 3600, will: { message: msg('will/returns', 'r'), delay: 30 } }))
     const normal = await connect(bus, request('normal', { will: { message: msg('will/normal', 'n'), delay: 0 } }))
     normal.handle.detach({ publishWill: false })
@@ -165,6 +165,7 @@ describe('bus state across a restart', () => {
 
     for (let round = 0; round < 2; round++) {
       const start = new ManualClock(clock.now() + 1000)
+      const t0 = start.now()
       const reopened = (await openStorage(dir)).storage
       bus = await PubSub.create(reopened, { clock: start })
       const got: BusMessage[] = []
@@ -182,6 +183,8 @@ describe('bus state across a restart', () => {
       await connect(bus, request('returns', { cleanStart: false, expiryInterval: 3600 }))
       start.advance(20_000)
       expect(got.map(m => m.topic)).toEqual(['will/crashed', 'will/delayed'])
+      // its message expiry (kept in the will's record) counts from its publication, 30 s after the start
+      expect(got[1].expiresAt).toBe(t0 + 30_000 + 60_000)
       start.advance(60_000)
       expect(got.map(m => m.topic)).toEqual(['will/crashed', 'will/delayed'])
       await bus.close()

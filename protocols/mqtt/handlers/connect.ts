@@ -106,10 +106,10 @@ export async function handleConnect (c: Connection, packet: Connect): Promise<vo
           if (ordered !== undefined) properties.userPropertyList = ordered
         }
         if (Object.keys(properties).length > 0) message.properties = properties
-        // the will's Message Expiry Interval counts from its publication, which the bus's absolute expiresAt
-        // cannot say at CONNECT: it is not kept (the will does not expire)
       }
       will = { message, delay: willProps?.willDelayInterval ?? 0 }
+      // its Message Expiry Interval counts from when it is published: the bus turns it into expiresAt then
+      if (willProps?.messageExpiryInterval !== undefined) will.expiryInterval = willProps.messageExpiryInterval
     }
   }
 
