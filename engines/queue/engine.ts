@@ -110,18 +110,11 @@ export interface DeadLetter {
   lastError?: string
 }
 
-/** A ready message as peek() shows it: no receipt, it is not leased. */
-export interface PeekedMessage {
-  id: string
-  payload: Buffer
-  headers: Record<string, string>
-  topic?: string
-  json: boolean
-  priority: number
-  /** Deliveries so far (a message that came back after a nack or an expired lease has some). */
-  deliveries: number
-  enqueuedAt: number
-}
+/**
+ * A ready message as peek() shows it: a delivery without what a lease gives (receipt, lease end, first
+ * delivery); `deliveries` counts those so far (a message back after a nack or an expired lease has some).
+ */
+export type PeekedMessage = Omit<Delivery, 'receipt' | 'firstDeliveredAt' | 'leaseExpiresAt'>
 
 /** Most messages one peek shows. */
 export const PEEK_MAX = 100

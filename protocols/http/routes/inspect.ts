@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { HttpContext } from '../app.js'
-import { PEEK_MAX } from '../../../engines/queue/engine.js'
 import { NotFound } from '../../../engines/errors.js'
-import { encodePayload } from '../payload.js'
 
 /** What the MQTT front-end knows of a connected client that the bus does not (src/server.ts hands it in). */
 export interface MqttClientDetails {
@@ -44,61 +42,12 @@ export function mqttDirectory (front: {
   }
 }
 
-const queueNameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' } } } as const
-
 /**
- * Routes for looking into the engines without changing them, which operators (and the dashboard) use:
- * a queue's next messages without leasing them; the MQTT sessions with their connections, and
- * disconnecting one.
+ * Routes for operators (and the dashboard) to look into the MQTT sessions with their connections, and to
+ * disconnect one. (A queue's next messages without leasing them: GET /v1/queues/{name}/peek, queues.ts.)
  */
 export function registerInspectRoutes (app: FastifyInstance, ctx: HttpContext): void {
-  const { queues, pubsub } = ctx.engines
-
-  app.get<{ Params: { name: string }, Querystring: { limit?: number } }>('/v1/queues/:name/peek', {
-    config: { acl: { resource: 'queue', action: ['receive', 'admin'], name: { one: 'params', field: 'name' } } },
-    schema: {
-      tags: ['queues'],
-      summary: 'The next ready messages in delivery order, without leasing them (no delivery is counted)',
-      params: queueNameParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PEEK_MAX } } },
-      response: {
-        200: {
-          type: 'object',
-          properties: {
-            messages: {
-              type: 'array',
-              items: {
-                type: 'object',
-                properties: {
-                  id: { type: 'string' },
-                  payload: {},
-                  encoding: { type: 'string' },
-                  headers: { type: 'object', additionalProperties: { type: 'string' } },
-                  topic: { type: 'string' },
-                  priority: { type: 'integer' },
-                  deliveries: { type: 'integer' },
-                  enqueuedAt: { type: 'integer' }
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }, async request => {
-    const messages = await queues.peek(request.params.name, request.query.limit ?? 10)
-    return {
-      messages: messages.map(m => ({
-        id: m.id,
-        ...encodePayload(m.payload),
-        headers: m.headers,
-        ...(m.topic !== undefined ? { topic: m.topic } : {}),
-        priority: m.priority,
-        deliveries: m.deliveries,
-        enqueuedAt: m.enqueuedAt
-      }))
-    }
-  })
+  const { pubsub } = ctx.engines
 
   app.get('/v1/pubsub/clients', {
     config: { acl: { resource: 'system', action: 'dashboard', name: { fixed: 'dashboard' } } },

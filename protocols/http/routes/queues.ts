@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { HttpContext } from '../app.js'
-import type { Delivery, DeadLetter, PushMessage, QueueInfo, ReceiptResult } from '../../../engines/queue/engine.js'
+import { PEEK_MAX, type Delivery, type DeadLetter, type PushMessage, type QueueInfo, type ReceiptResult } from '../../../engines/queue/engine.js'
 import type { QueueSettings, SettingsPatch } from '../../../engines/queue/settings.js'
 import { LIMITS } from '../../../engines/queue/settings.js'
 import { InvalidArgument } from '../../../engines/errors.js'
@@ -78,17 +78,19 @@ const messageIn = {
   headers: { type: 'object', maxProperties: LIMITS.maxHeaders, additionalProperties: { type: 'string' } }
 } as const
 
-/** The fields every message view shares (receive and the dead-letter list), in output order. */
-const messageFields = {
+/** The fields every message view shares (peek, receive and the dead-letter list), in output order. */
+const queuedFields = {
   payload: {},
   encoding: { type: 'string' },
   headers: { type: 'object', additionalProperties: { type: 'string' } },
   topic: { type: 'string' },
   priority: { type: 'integer' },
   deliveries: { type: 'integer' },
-  enqueuedAt: { type: 'integer' },
-  firstDeliveredAt: { type: 'integer' }
+  enqueuedAt: { type: 'integer' }
 } as const
+
+/** A message that has been delivered (received, or dead): the shared fields and its first delivery. */
+const messageFields = { ...queuedFields, firstDeliveredAt: { type: 'integer' } } as const
 
 const deliveryOut = {
   type: 'object',
@@ -393,6 +395,35 @@ export function registerQueueRoutes (app: FastifyInstance, ctx: HttpContext): vo
       response: { 200: { type: 'object', properties: { purged: { type: 'integer' } } } }
     }
   }, async (request) => ({ purged: await queues.purge(request.params.name) }))
+
+  app.get<{ Params: NameParams, Querystring: { limit?: number } }>('/v1/queues/:name/peek', {
+    config: { acl: { resource: 'queue', action: ['receive', 'admin'], name: { one: 'params', field: 'name' } } },
+    schema: {
+      tags,
+      summary: 'The next ready messages in delivery order, without leasing them (no delivery is counted)',
+      params: nameParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PEEK_MAX } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: { messages: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, ...queuedFields } } } }
+        }
+      }
+    }
+  }, async request => {
+    const messages = await queues.peek(request.params.name, request.query.limit ?? 10)
+    return {
+      messages: messages.map(m => ({
+        id: m.id,
+        ...encodePayload(m.payload),
+        headers: m.headers,
+        ...(m.topic !== undefined ? { topic: m.topic } : {}),
+        priority: m.priority,
+        deliveries: m.deliveries,
+        enqueuedAt: m.enqueuedAt
+      }))
+    }
+  })
 
   app.post<{ Params: NameParams, Body: { max?: number, wait?: number, visibilityTimeout?: number } | undefined }>('/v1/queues/:name/receive', {
     preValidation: emptyBodyIsEmptyObject,
