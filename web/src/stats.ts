@@ -1,19 +1,11 @@
 import { createContext } from 'preact'
 import { useContext } from 'preact/hooks'
+import type { StatsSample, StatsWarning } from '../../protocols/http/routes/stats-sample.js'
 
-/** One sample of GET /v1/stats (protocols/http/routes/stats.ts StatsSample). */
-export interface Sample {
-  t: number
-  uptime: number
-  connections: { mqtt: number, mqttTransports?: Record<string, number>, http: number, sse: number }
-  pubsub: { in: number, out: number }
-  store: { changes: number, reads: number, keys: number, bytes: number, cap: number }
-  queues: { pushed: number, acked: number, ready: number, leased: number, dead: number }
-  streams: { appended: number, delivered: number, messages: number, bytes: number }
-  memory: { rss: number, heapUsed: number }
-  disk: number
-}
-export interface Warning { kind: string, name?: string, stream?: string, text: string }
+/** One sample of GET /v1/stats, and a warning beside it: the broker's own types. */
+export type Sample = StatsSample
+export type Warning = StatsWarning
+
 export interface StatsMessage { version: string, fsync: string, fsyncIntervalMs: number, sampleMs: number, now: Sample, history: Sample[], warnings: Warning[] }
 export interface SampleMessage { sample: Sample, warnings: Warning[] }
 

@@ -3,29 +3,7 @@ import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { HttpContext } from '../app.js'
 import { SseStream } from '../sse.js'
-
-/**
- * The broker's counters as one object, sampled every SAMPLE_MS: what the dashboard's overview charts.
- * Counters are cumulative since start (a reader derives rates from two samples); gauges are current.
- */
-export interface StatsSample {
-  /** ms since the epoch. */
-  t: number
-  /** seconds since start. */
-  uptime: number
-  /** mqttTransports: connected MQTT clients by transport (mqtt_tcp, mqtt_tls, mqtt_ws); absent past MAX_SPLIT clients. */
-  connections: { mqtt: number, mqttTransports?: Record<string, number>, http: number, sse: number }
-  /** Cumulative message counts per engine, in and out. */
-  pubsub: { in: number, out: number }
-  store: { changes: number, reads: number, keys: number, bytes: number, cap: number }
-  queues: { pushed: number, acked: number, ready: number, leased: number, dead: number }
-  streams: { appended: number, delivered: number, messages: number, bytes: number }
-  memory: { rss: number, heapUsed: number }
-  /** Bytes of the LevelDB files (measured every DISK_EVERY_MS). */
-  disk: number
-}
-
-export interface StatsWarning { kind: 'dead-letters' | 'group-lag' | 'store-memory', name?: string, stream?: string, text: string }
+import type { StatsSample, StatsWarning } from './stats-sample.js'
 
 /** One sample every 2 s: a chart point per 2 s, and one SSE event per 2 s to each open dashboard. */
 export const SAMPLE_MS = 2000
