@@ -25,6 +25,23 @@ async function tetra (): Promise<RunningBroker & { url: string }> {
 
 const fmt = (n: number): string => n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)
 
+/** The rates of the rounds so far: the raw load generator's, the client's, and their ratio per round. */
+interface Rounds { raw: number[], client: number[], ratios: number[] }
+
+/**
+ * One round: both measures, raw first in even rounds and the client first in odd ones (so neither always
+ * runs on a warmer or a busier machine), their rates added to `rounds`; returns the two rates.
+ */
+async function measureRound (r: number, measure: Record<'raw' | 'client', () => Promise<number>>, rounds: Rounds): Promise<Record<'raw' | 'client', number>> {
+  const order = r % 2 === 0 ? ['raw', 'client'] as const : ['client', 'raw'] as const
+  const got = { raw: 0, client: 0 }
+  for (const who of order) got[who] = await measure[who]()
+  rounds.raw.push(got.raw)
+  rounds.client.push(got.client)
+  rounds.ratios.push(got.client / got.raw)
+  return got
+}
+
 /** A queue drained by 4 consumers receiving batches of 100 and acking them: raw requests vs queue.process(). */
 const worker: Scenario = {
   name: 'client-queue-worker',
@@ -32,9 +49,7 @@ const worker: Scenario = {
   async run (ctx: BenchContext): Promise<BenchRow[]> {
     const rounds = ctx.quick ? 2 : 4
     const count = ctx.quick ? 50_000 : 150_000
-    const rawRates: number[] = []
-    const clientRates: number[] = []
-    const ratios: number[] = []
+    const measured: Rounds = { raw: [], client: [], ratios: [] }
     let duplicates = 0
     for (let r = 0; r < rounds; r++) {
       const broker = await tetra()
@@ -50,12 +65,7 @@ const worker: Scenario = {
             return res.rate
           }
         }
-        const order = r % 2 === 0 ? ['raw', 'client'] as const : ['client', 'raw'] as const
-        const got: Record<string, number> = {}
-        for (const who of order) got[who] = await measure[who]()
-        rawRates.push(got.raw)
-        clientRates.push(got.client)
-        ratios.push(got.client / got.raw)
+        const got = await measureRound(r, measure, measured)
         ctx.progress(`round ${r + 1}: client worker ${fmt(got.client)} msg/s, raw HTTP ${fmt(got.raw)} msg/s, ratio ${(got.client / got.raw).toFixed(2)}`)
       } finally {
         await broker.stop()
@@ -63,8 +73,8 @@ const worker: Scenario = {
     }
     const scenario = `queue drained by 4 consumers, batches of 100 (${fmt(count)} messages)`
     return [
-      { group: GROUP, scenario, target: 'tetra/client queue.process()', rate: median(clientRates), unit: 'msg/s', ratios: { 'raw HTTP loadgen': median(ratios) }, delivered: count, note: `median of ${rounds} rounds on fresh brokers; 4 workers x concurrency 100, after an untimed warm-up drain in the same process; duplicates ${duplicates}; target >= 0.9x` },
-      { group: GROUP, scenario, target: 'raw HTTP loadgen', rate: median(rawRates), unit: 'msg/s', delivered: count, note: 'bench/queue/loadgen.ts drain: receive 100, ack 100, per connection' }
+      { group: GROUP, scenario, target: 'tetra/client queue.process()', rate: median(measured.client), unit: 'msg/s', ratios: { 'raw HTTP loadgen': median(measured.ratios) }, delivered: count, note: `median of ${rounds} rounds on fresh brokers; 4 workers x concurrency 100, after an untimed warm-up drain in the same process; duplicates ${duplicates}; target >= 0.9x` },
+      { group: GROUP, scenario, target: 'raw HTTP loadgen', rate: median(measured.raw), unit: 'msg/s', delivered: count, note: 'bench/queue/loadgen.ts drain: receive 100, ack 100, per connection' }
     ]
   }
 }
@@ -76,9 +86,7 @@ const append: Scenario = {
   async run (ctx: BenchContext): Promise<BenchRow[]> {
     const rounds = ctx.quick ? 2 : 4
     const durationMs = ctx.quick ? 3000 : 8000
-    const rawRates: number[] = []
-    const clientRates: number[] = []
-    const ratios: number[] = []
+    const measured: Rounds = { raw: [], client: [], ratios: [] }
     const broker = await tetra()
     try {
       await rawStream({ mode: 'append', base: broker.url, stream: 'warm', connections: 4, batch: 100, payloadBytes: 64, durationMs: 2000 })
@@ -87,12 +95,7 @@ const append: Scenario = {
           raw: async () => (await rawStream({ mode: 'append', base: broker.url, stream: `raw${r}`, connections: 4, batch: 100, payloadBytes: 64, durationMs })).rate,
           client: async () => (await client({ mode: 'append', url: broker.url, stream: `client${r}`, connections: 4, batch: 100, payloadBytes: 64, durationMs, warmUpMs: 2000 })).rate
         }
-        const order = r % 2 === 0 ? ['raw', 'client'] as const : ['client', 'raw'] as const
-        const got: Record<string, number> = {}
-        for (const who of order) got[who] = await measure[who]()
-        rawRates.push(got.raw)
-        clientRates.push(got.client)
-        ratios.push(got.client / got.raw)
+        const got = await measureRound(r, measure, measured)
         ctx.progress(`round ${r + 1}: client append ${fmt(got.client)} msg/s, raw HTTP ${fmt(got.raw)} msg/s, ratio ${(got.client / got.raw).toFixed(2)}`)
       }
     } finally {
@@ -100,8 +103,8 @@ const append: Scenario = {
     }
     const scenario = 'stream append, batches of 100 x 64 B, 4 connections'
     return [
-      { group: GROUP, scenario, target: 'tetra/client appendMany()', rate: median(clientRates), unit: 'msg/s', ratios: { 'raw HTTP loadgen': median(ratios) }, note: `median of ${rounds} alternating rounds on one broker; each generator warmed up 2 s first (untimed); target >= 0.9x` },
-      { group: GROUP, scenario, target: 'raw HTTP loadgen', rate: median(rawRates), unit: 'msg/s', note: 'bench/stream/loadgen.ts append' }
+      { group: GROUP, scenario, target: 'tetra/client appendMany()', rate: median(measured.client), unit: 'msg/s', ratios: { 'raw HTTP loadgen': median(measured.ratios) }, note: `median of ${rounds} alternating rounds on one broker; each generator warmed up 2 s first (untimed); target >= 0.9x` },
+      { group: GROUP, scenario, target: 'raw HTTP loadgen', rate: median(measured.raw), unit: 'msg/s', note: 'bench/stream/loadgen.ts append' }
     ]
   }
 }
