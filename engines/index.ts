@@ -36,8 +36,6 @@ export interface EngineOptions {
   mqttMaxTopicLevels?: number
   /** MQTT: most QoS 1/2 messages queued for one offline persistent session, 0 = none (default 0). */
   mqttMaxQueued?: number
-  /** MQTT: most inbound QoS 2 publishes of one client awaiting PUBREL (default 1000). */
-  mqttMaxInflight?: number
   /** The broker's version, as $SYS/broker/version gives it. */
   version?: string
   /** Queues: pushing to a missing queue creates it (default true). */
